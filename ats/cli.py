@@ -1,0 +1,119 @@
+"""`ats`: one command for every service. Service imports happen inside each command so
+`ats trigger` never loads the gateway, and the services stay independent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="ATS trading platform.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _configure_logging(service: str) -> None:
+    from shared.config import CommonSettings
+    from shared.logging import configure_logging
+
+    common = CommonSettings()
+    configure_logging(level=common.log_level, json=common.log_json, service=service)
+
+
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Bind address [ATS_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port, 0 for any free one [ATS_PORT].")] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations first.")] = True,
+) -> None:
+    """Run the gateway: the /ws/events hub and the operator REST API."""
+    from gateway.server import build_server
+    from gateway.settings import GatewaySettings
+
+    _configure_logging("gateway")
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    if migrate:
+        from shared.db.engine import upgrade_sync
+
+        upgrade_sync(settings.resolved_database_url, settings.database_schema)
+    asyncio.run(build_server(settings).serve())
+
+
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+) -> None:
+    """Run the whole system on embedded defaults (SQLite in ATS_DATA_DIR)."""
+    from gateway.server import build_server
+    from gateway.settings import GatewaySettings
+    from shared.db.engine import upgrade_sync
+
+    _configure_logging("gateway")
+    settings = GatewaySettings(host=host, port=port)
+    upgrade_sync(settings.resolved_database_url, settings.database_schema)
+    api_key, created = settings.resolve_api_key()
+    base = f"http://{host}:{port}"
+    console.rule("[bold]ATS gateway")
+    console.print(f"database   {_safe_url(settings.resolved_database_url)}")
+    console.print(f"REST API   {base}/api/v1   (docs: {base}/docs)")
+    console.print(f"events     ws://{host}:{port}/ws/events")
+    source = "generated now, saved in" if created else "from"
+    where = "ATS_API_KEY" if settings.api_key else str(settings.data_dir / "api_key")
+    console.print(f"API key    {api_key}   ({source} {where})")
+    console.print(
+        "try        curl -s -H 'Authorization: Bearer $KEY' -X POST "
+        f'{base}/api/v1/triggers -d \'{{"name":"my-trigger"}}\' '
+        "-H 'content-type: application/json'"
+    )
+    console.rule()
+    asyncio.run(build_server(settings).serve())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration to ATS_DATABASE_URL (default: the embedded SQLite file)."""
+    from shared.config import CommonSettings
+    from shared.db.engine import upgrade_sync
+
+    settings = CommonSettings()
+    upgrade_sync(settings.resolved_database_url, settings.database_schema)
+    console.print(f"migrated {_safe_url(settings.resolved_database_url)}")
+
+
+@app.command()
+def schema(
+    check: Annotated[
+        Path | None, typer.Option(help="Fail if this file differs from the generated schema.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the wire protocol (or check a committed copy)."""
+    from shared.events import protocol_json_schema
+
+    text = json.dumps(protocol_json_schema(), indent=2, sort_keys=True) + "\n"
+    if check is None:
+        sys.stdout.write(text)
+        return
+    if not check.exists() or check.read_text() != text:
+        console.print(f"[red]{check} is stale: regenerate it with `make schema` and commit it")
+        raise typer.Exit(1)
+    console.print(f"{check} is current")
+
+
+def _safe_url(url: str) -> str:
+    from shared.logging import redact_text
+
+    return redact_text(url)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

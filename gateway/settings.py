@@ -1,0 +1,61 @@
+"""Gateway settings: the common `ATS_*` ones plus the hub's tunables."""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
+
+from shared.config import CommonSettings, ensure_secret_file, refuse_placeholder
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(
+        default=None, description="Operator key for /api/v1; generated in development."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Fernet key that encrypts exchange credentials at rest."
+    )
+
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_rate_limit: float = Field(default=500.0, gt=0, description="Frames per second per client.")
+    ws_rate_burst: int = Field(default=1000, ge=1)
+    ws_send_queue: int = Field(default=2000, ge=10, description="Frames queued per client.")
+    ws_bad_frame_limit: int = Field(
+        default=100, ge=1, description="Rejected frames within a minute before closing 1008."
+    )
+    ws_ping_interval: float = Field(default=10.0, gt=0)
+    ws_ping_timeout: float = Field(default=10.0, gt=0)
+    persist_batch_max: int = Field(default=500, ge=1)
+    cursor_flush_interval: float = Field(default=0.5, gt=0)
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Self:
+        if self.is_production:
+            refuse_placeholder("api_key", self.api_key)
+            refuse_placeholder("secret_key", self.secret_key)
+        return self
+
+    def resolve_api_key(self) -> tuple[str, bool]:
+        """The operator API key, and whether it was generated just now."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value(), False
+        return ensure_secret_file(self.data_dir / "api_key", prefix="ats_api_")
+
+    def resolve_secret_key(self) -> str:
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(Fernet.generate_key().decode() + "\n")
+        return path.read_text().strip()

@@ -1,0 +1,91 @@
+"""Settings common to every service, read from `ATS_*` environment variables.
+
+Each service extends `CommonSettings` with its own fields; all share the prefix so an
+operator configures the whole system with one set of variables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_GATEWAY_URL = "ws://127.0.0.1:8000/ws/events"
+
+_PLACEHOLDERS = frozenset({"changeme", "change-me", "secret", "password", "test", ""})
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATS_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(
+        default=Path(".ats"), description="Embedded state: SQLite database, generated keys."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default: SQLite file in data_dir.",
+    )
+    database_schema: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema to use (search_path); default: the server's.",
+    )
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    log_level: str = "INFO"
+    log_json: bool | None = Field(default=None, description="JSON logs; default: when not a TTY.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'ats.db').resolve()}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+
+def ensure_secret_file(path: Path, *, nbytes: int = 32, prefix: str = "") -> tuple[str, bool]:
+    """Read a generated secret from `path`, creating it (mode 0600) when absent.
+
+    Returns the secret and whether it was created now.
+    """
+    if path.exists():
+        return path.read_text().strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = prefix + secrets.token_urlsafe(nbytes)
+    # O_EXCL: two processes starting at once must not overwrite each other's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value, True
+
+
+def refuse_placeholder(name: str, value: SecretStr | None) -> None:
+    """Raise when a production secret is missing or a well-known placeholder."""
+    if value is None or value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+        raise ValueError(
+            f"ATS_{name.upper()} must be set to a real secret when ATS_ENV=production "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
+
+class ClientSettings(CommonSettings):
+    """Settings of a service that connects to the gateway with a token."""
+
+    trigger_token: SecretStr | None = None
+    trading_group_token: SecretStr | None = None
+    execution_token: SecretStr | None = None
