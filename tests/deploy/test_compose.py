@@ -1,0 +1,223 @@
+"""The container files against the code they run, without a Docker engine.
+
+Every service that runs our image must run a command the CLI really has, with options
+it really takes, configured by variables that are real settings; the compose file must
+refuse to start without the production secrets; the image must run `ats` as a
+non-root user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+from pydantic_settings import BaseSettings
+
+from gateway.settings import GatewaySettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+#: The settings class each `ats` command reads; add a service's class when it lands.
+SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {"gateway": GatewaySettings}
+
+_VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def our_services() -> dict[str, dict[str, Any]]:
+    """The services that run the image built from this repo."""
+    return {
+        name: svc
+        for name, svc in compose()["services"].items()
+        if "build" in svc or str(svc.get("image", "")).startswith("ats")
+    }
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Substitute `${VAR}`, `${VAR:-default}` and `${VAR:?error}` as compose does."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, op, arg = m["name"], m["op"], m["arg"]
+        if env.get(name):
+            return env[name]
+        if op == ":-":
+            return arg
+        if op == ":?":
+            raise LookupError(f"{name}: {arg}")
+        return ""
+
+    return _VAR.sub(sub, value)
+
+
+def run_ats(*args: str) -> subprocess.CompletedProcess[str]:
+    """`ats ARGS` in a fresh interpreter, as the image's entrypoint would run it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from ats.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+        check=False,
+    )
+
+
+def assert_cli_accepts(command: list[str]) -> None:
+    """`ats COMMAND --help` parses the options and lists every one of them."""
+    result = run_ats(*command, "--help")
+    assert result.returncode == 0, f"`ats {' '.join(command)}` is not a valid command:\n" + (
+        result.stdout + result.stderr
+    )
+    for option in (arg.split("=", 1)[0] for arg in command if arg.startswith("--")):
+        assert option in result.stdout, f"`ats {command[0]} --help` does not list {option}"
+
+
+def settings_class(command: list[str]) -> type[BaseSettings]:
+    assert command[0] in SETTINGS_OF_COMMAND, (
+        f"no settings class known for `ats {command[0]}`: add it to SETTINGS_OF_COMMAND"
+    )
+    return SETTINGS_OF_COMMAND[command[0]]
+
+
+def setting_names(cls: type[BaseSettings]) -> set[str]:
+    return {f"ATS_{name.upper()}" for name in cls.model_fields}
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the final stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [ln.strip() for ln in text.splitlines()]
+    instructions = [
+        (ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "")
+        for ln in lines
+        if ln and not ln.startswith("#")
+    ]
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    return instructions[last_from:]
+
+
+def exec_form(args: str) -> list[str]:
+    value: list[str] = json.loads(args)
+    return value
+
+
+def dockerfile_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for op, args in instructions:
+        if op == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", args)))
+    return env
+
+
+def test_dockerfile_final_stage_is_python_312_slim() -> None:
+    (op, base), *_ = dockerfile_instructions()
+    assert (op, base) == ("FROM", "python:3.12-slim")
+
+
+def test_dockerfile_entrypoint_is_ats_and_default_command_is_real() -> None:
+    instructions = dict(dockerfile_instructions())
+
+    assert exec_form(instructions["ENTRYPOINT"]) == ["ats"]
+    assert_cli_accepts(exec_form(instructions["CMD"]))
+
+
+def test_dockerfile_runs_as_non_root_user() -> None:
+    users = [args for op, args in dockerfile_instructions() if op == "USER"]
+
+    assert users, "the final stage has no USER: the services would run as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_dockerfile_healthcheck_probes_gateway_health() -> None:
+    checks = [args for op, args in dockerfile_instructions() if op == "HEALTHCHECK"]
+
+    assert len(checks) == 1 and "/health" in checks[0]
+
+
+def test_dockerfile_ats_variables_are_real_settings() -> None:
+    cmd = exec_form(dict(dockerfile_instructions())["CMD"])
+    env = {k: v for k, v in dockerfile_env(dockerfile_instructions()).items() if k[:4] == "ATS_"}
+
+    assert env.keys() <= setting_names(settings_class(cmd))
+    settings_class(cmd).model_validate({k[4:].lower(): v for k, v in env.items()})
+
+
+def test_dockerfile_copies_only_files_in_the_build_context() -> None:
+    ignored = {ln.strip() for ln in DOCKERIGNORE.read_text().splitlines()}
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    sources = [
+        src
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for src in line.split()[1:-1]
+    ]
+
+    assert sources
+    for src in sources:
+        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+        assert src not in ignored, f"Dockerfile copies {src}, which .dockerignore excludes"
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def test_compose_services_of_our_image_run_real_cli_commands() -> None:
+    services = our_services()
+
+    assert "gateway" in services
+    for name, svc in services.items():
+        command = svc["command"]
+        assert isinstance(command, list), f"{name}: write `command` in exec (list) form"
+        assert_cli_accepts(command)
+
+
+@pytest.mark.parametrize("name", sorted(our_services()))
+def test_compose_ats_variables_are_real_settings(name: str) -> None:
+    svc = our_services()[name]
+    cls = settings_class(svc["command"])
+    env = {k: str(v) for k, v in svc.get("environment", {}).items()}
+    secrets = {"ATS_API_KEY": "k" * 43, "ATS_SECRET_KEY": Fernet.generate_key().decode()}
+
+    ats_vars = {k for k in env if k.startswith("ATS_")}
+    assert ats_vars <= setting_names(cls), f"{name}: not settings: {ats_vars - setting_names(cls)}"
+    values = {k[4:].lower(): interpolate(v, secrets) for k, v in env.items() if k in ats_vars}
+    cls.model_validate(values)  # the values as compose would pass them are valid settings
+
+
+def test_compose_without_production_secrets_refuses_to_start() -> None:
+    env = our_services()["gateway"]["environment"]
+
+    assert env["ATS_ENV"] == "production"
+    for var in ("ATS_API_KEY", "ATS_SECRET_KEY"):
+        with pytest.raises(LookupError, match=var):
+            interpolate(str(env[var]), {})
+
+
+def test_compose_gateway_waits_for_healthy_postgres_and_reports_ready() -> None:
+    services = compose()["services"]
+    gateway = services["gateway"]
+
+    assert services["postgres"]["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "/ready" in " ".join(gateway["healthcheck"]["test"])
+    assert interpolate(gateway["environment"]["ATS_DATABASE_URL"], {}).startswith(
+        "postgresql+asyncpg://"
+    )
