@@ -70,9 +70,11 @@ def run(
     where = "ATS_API_KEY" if settings.api_key else str(settings.data_dir / "api_key")
     console.print(f"API key    {api_key}   ({source} {where})")
     console.print(
-        "try        curl -s -H 'Authorization: Bearer $KEY' -X POST "
-        f'{base}/api/v1/triggers -d \'{{"name":"my-trigger"}}\' '
-        "-H 'content-type: application/json'"
+        f'try        curl -s -H "Authorization: Bearer {api_key}" '
+        "-H 'content-type: application/json' "
+        f'-X POST {base}/api/v1/triggers -d \'{{"name":"my-trigger"}}\'',
+        highlight=False,
+        soft_wrap=True,
     )
     console.rule()
     asyncio.run(build_server(settings).serve())

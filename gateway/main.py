@@ -17,10 +17,14 @@ from gateway.metrics import Metrics
 from gateway.security import CredentialBox
 from gateway.settings import GatewaySettings
 from gateway.ws.hub import Hub
-from shared.db.engine import create_engine, make_sessionmaker
+from shared.db.engine import create_engine, current_revision, head_revision, make_sessionmaker
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is not migrated to the code's head revision."""
 
 
 @dataclass
@@ -41,6 +45,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.resolved_database_url, schema=settings.database_schema)
+        current, head = await current_revision(engine), head_revision()
+        if current != head:
+            await engine.dispose()
+            raise SchemaNotCurrent(
+                f"database schema is at revision {current}, this gateway needs {head}: "
+                "run `ats db upgrade` (or start with `ats gateway`, which migrates first)"
+            )
         sessionmaker = make_sessionmaker(engine)
         metrics = Metrics()
         hub = Hub(settings=settings, engine=engine, sessionmaker=sessionmaker, metrics=metrics)

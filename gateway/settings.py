@@ -38,7 +38,20 @@ class GatewaySettings(CommonSettings):
     def _production_secrets(self) -> Self:
         if self.is_production:
             refuse_placeholder("api_key", self.api_key)
-            refuse_placeholder("secret_key", self.secret_key)
+            refuse_placeholder(
+                "secret_key",
+                self.secret_key,
+                how="python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'",
+            )
+            assert self.secret_key is not None
+            try:
+                Fernet(self.secret_key.get_secret_value().encode())
+            except ValueError as e:
+                raise ValueError(
+                    "ATS_SECRET_KEY is not a Fernet key (32 url-safe base64-encoded bytes); "
+                    "generate one with Fernet.generate_key()"
+                ) from e
         return self
 
     def resolve_api_key(self) -> tuple[str, bool]:

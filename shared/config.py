@@ -74,12 +74,13 @@ def ensure_secret_file(path: Path, *, nbytes: int = 32, prefix: str = "") -> tup
     return value, True
 
 
-def refuse_placeholder(name: str, value: SecretStr | None) -> None:
+def refuse_placeholder(name: str, value: SecretStr | None, *, how: str | None = None) -> None:
     """Raise when a production secret is missing or a well-known placeholder."""
     if value is None or value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+        how = how or "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         raise ValueError(
             f"ATS_{name.upper()} must be set to a real secret when ATS_ENV=production "
-            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            f"(generate one with: {how})"
         )
 
 

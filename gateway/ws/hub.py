@@ -100,6 +100,7 @@ class Session:
     token_time: float = 0.0
     bad_frames: deque[float] = field(default_factory=deque)
     inflight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_MAX_INFLIGHT))
+    writer: asyncio.Task[None] | None = None
 
     def push_event(self, seq: int, text: str) -> bool:
         """Queue a routed event; False when the outbox is full (the session must go)."""
@@ -126,6 +127,10 @@ class Session:
         if self.closing is None:
             self.closing = (code, reason)
             self.wakeup.set()
+            if code == TRY_AGAIN_LATER and self.writer is not None:
+                # The writer is likely stuck in a send to this very peer; flushing is
+                # pointless, replay will deliver what it misses.
+                self.writer.cancel()
 
 
 class Hub:
@@ -305,12 +310,13 @@ class Hub:
             )
             reader = asyncio.create_task(self._reader(session), name=f"reader:{key}")
             writer = asyncio.create_task(self._writer(session), name=f"writer:{key}")
+            session.writer = writer
             done, pending = await asyncio.wait({reader, writer}, return_when="FIRST_COMPLETED")
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             for t in done:
-                exc = t.exception()
+                exc = None if t.cancelled() else t.exception()
                 if exc is not None and not isinstance(exc, WebSocketDisconnect):
                     log.warning("session_error", client_id=session.client_id, error=repr(exc))
         except WebSocketDisconnect:
@@ -320,11 +326,13 @@ class Hub:
             if not self.sessions:
                 self._all_closed.set()
             self.metrics.connections.labels(role.value).dec()
-            if session.closing is not None and ws.client_state is WebSocketState.CONNECTED:
+            if session.closing is not None:
                 code, reason = session.closing
-                # The peer may be gone already; there is nobody left to tell.
-                with contextlib.suppress(Exception):
-                    await ws.close(code, reason)
+                self.metrics.disconnects.labels(_reason_label(code)).inc()
+                if ws.application_state is WebSocketState.CONNECTED:
+                    # The peer may be gone or stuck; there may be nobody left to tell.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(code, reason), 1.0)
             log.info("client_disconnected", client_id=session.client_id, closing=session.closing)
 
     async def _authenticate(self, ws: WebSocket) -> tuple[Role, str]:
@@ -384,7 +392,6 @@ class Hub:
                 await ws.send_text(text)
             if s.closing is not None:
                 code, reason = s.closing
-                self.metrics.disconnects.labels(_reason_label(code)).inc()
                 await ws.close(code, reason)
                 return
             s.wakeup.clear()
@@ -447,7 +454,7 @@ class Hub:
         try:
             frame = client_frame_adapter.validate_json(text)
         except ValidationError as e:
-            self._reject_invalid(s, e)
+            self._reject_invalid(s, e, text)
             return
         if isinstance(frame, AckIn):
             # A client cannot acknowledge what it was never sent.
@@ -589,11 +596,18 @@ class Hub:
         s.tokens -= 1.0
         return True
 
-    def _reject_invalid(self, s: Session, error: ValidationError) -> None:
+    def _reject_invalid(self, s: Session, error: ValidationError, text: str) -> None:
         errors = error.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
             self._reject(s, RejectReason.BAD_JSON, errors[0]["msg"])
             return
+        # Echo the frame's id when it has a readable one, so the sender can match the
+        # rejection to what it sent.
+        frame_id = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            raw = orjson.loads(text)
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                frame_id = raw["id"][:64]
         detail = []
         for e in errors[:20]:
             loc = [str(p) for p in e["loc"]]
@@ -604,7 +618,7 @@ class Hub:
             if e["type"] == "extra_forbidden" and loc and loc[-1] in ("source", "seq"):
                 msg = f"{loc[-1]} is set by the gateway from your token; do not send it"
             detail.append({"loc": loc, "msg": msg, "type": e["type"]})
-        self._reject(s, RejectReason.VALIDATION_ERROR, detail)
+        self._reject(s, RejectReason.VALIDATION_ERROR, detail, frame_id=frame_id)
 
     def _reject(
         self, s: Session, reason: RejectReason, detail: Any, *, frame_id: str | None = None
@@ -621,8 +635,8 @@ class Hub:
                 }
             ).decode()
         )
-        if reason is RejectReason.UNAVAILABLE:
-            return  # our failure, not the client's
+        if reason in (RejectReason.UNAVAILABLE, RejectReason.RATE_LIMITED):
+            return  # not a malformed frame: throttle or our failure, never a reason to close
         now = time.monotonic()
         s.bad_frames.append(now)
         while s.bad_frames and s.bad_frames[0] < now - 60:

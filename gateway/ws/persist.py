@@ -186,7 +186,7 @@ class Persister:
         async with self._engine.begin() as conn:
             results, new_events = await self._insert_events(conn, events) if events else ([], [])
             if logs:
-                await conn.execute(insert(_logs), [p.row for p in logs])
+                await self._insert_logs(conn, logs)
             if cursors:
                 await self._upsert_cursors(conn, cursors)
         self._metrics.persist_seconds.observe(time.perf_counter() - started)
@@ -252,6 +252,17 @@ class Persister:
             if outcome.duplicate and outcome.seq == 0:
                 outcome.seq = firsts[e.id].seq
         return results, new_events
+
+    async def _insert_logs(self, conn: Any, logs: list[PendingLog]) -> None:
+        """Insert logs; a re-sent id is accepted and stored once, like events (a
+        duplicate must never fail the batch it shares with other clients' frames)."""
+        rows = list({p.row["id"]: p.row for p in logs}.values())
+        stmt: Any
+        if self._dialect == "postgresql":
+            stmt = postgresql.insert(_logs).on_conflict_do_nothing(index_elements=["id"])
+        else:
+            stmt = sqlite.insert(_logs).on_conflict_do_nothing(index_elements=["id"])
+        await conn.execute(stmt, rows)
 
     async def _known_ids(self, conn: Any, ids: list[str]) -> dict[str, int]:
         known = {i: self._recent_ids[i] for i in ids if i in self._recent_ids}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import uuid
 from typing import Any
 
 import pytest
 
 from tests.conftest import Gateway, eventually
-from tests.gateway.ws.wsclient import RawClient, close_reason, decision, order, signal
+from tests.gateway.ws.wsclient import RawClient, close_reason, decision, open_raw, order, signal
 
 # --------------------------------------------------------------------------- auth
 
@@ -183,7 +185,7 @@ async def test_errors_each_rejection_is_typed_and_the_connection_survives(
     assert out_of_range["message"] == "validation_error"
     assert out_of_range["detail"][0]["loc"] == ["payload", "strength"]
 
-    sourced = await reply_to(json.dumps({**signal(), "source": "trigger:someone-else"}))
+    sourced = await trig.request({**signal(), "source": "trigger:someone-else"})
     assert sourced["message"] == "validation_error"
     assert "set by the gateway" in sourced["detail"][0]["msg"]
 
@@ -278,3 +280,74 @@ async def test_replay_offline_subscriber_gets_missed_events_in_order(gateway: Ga
     late = await trig.request(signal())
     await eventually(lambda: len(again.events) == 1)
     assert again.events[0]["id"] == late["id"]
+
+
+# --------------------------------------------------------------------------- back-pressure
+
+
+@pytest.mark.gateway(ws_send_queue=20, ws_rate_limit=100_000, ws_rate_burst=100_000)
+async def test_slow_consumer_is_disconnected_and_catches_up_by_replay(gateway: Gateway) -> None:
+    t = await gateway.add_trigger("t1")
+    slow_token = await gateway.add_group("slow", ["t1"])
+    fast_token = await gateway.add_group("fast", ["t1"])
+    trig = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t)
+    fast = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=fast_token)
+    # A client that never reads: its socket buffers fill, then its outbox.
+    slow = await open_raw(
+        gateway.ws_url, param="trading_group_token", token=slow_token, rcvbuf=4096
+    )
+
+    n = 150
+    # Large and incompressible (permessage-deflate is on), so kernel socket buffers,
+    # autotuned to MBs on loopback, fill after a few dozen events.
+    big = base64.b64encode(os.urandom(36_000)).decode()
+    acks = []
+    for i in range(n):
+        acks.append(await trig.request(signal(n=i, blob=big)))
+    assert all(a["ok"] for a in acks)
+    # The fast subscriber got everything, undelayed by the slow one.
+    await eventually(lambda: len(fast.events) == n, timeout=30)
+    await eventually(lambda: "trading_group:slow" not in gateway.state.hub.sessions, timeout=30)
+    assert gateway.state.hub.metrics.disconnects.labels("overflow")._value.get() == 1
+    slow.transport.abort()  # a stuck client: no closing handshake to wait for
+
+    again = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=slow_token)
+    await eventually(lambda: len(again.events) == n, timeout=30)
+    assert [e["id"] for e in again.events] == [a["id"] for a in acks]
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def test_log_frames_are_persisted_and_acked(gateway: Gateway) -> None:
+    g = await gateway.add_group("g1", [])
+    grp = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=g)
+    ack = await grp.request(
+        {
+            "kind": "log",
+            "code": "TRADING_GROUP_DISCUSSION_LOG",
+            "message": "analyst: RSI is oversold",
+            "data": {"member": "technical"},
+            "trace": {"correlation_id": "c-1"},
+        }
+    )
+    assert ack["ok"] is True and ack["message"] == "accepted"
+    from sqlalchemy import func, select
+
+    from shared.db.models import LogRow
+
+    async with gateway.state.sessionmaker() as s:
+        row = await s.scalar(select(LogRow).where(LogRow.id == ack["id"]))
+    assert row is not None
+    assert (row.source, row.code, row.correlation_id) == (
+        "trading_group:g1",
+        "TRADING_GROUP_DISCUSSION_LOG",
+        "c-1",
+    )
+    assert row.data == {"member": "technical"}
+    # A re-sent log (same id, e.g. after a reconnect) is accepted and stored once.
+    again = await grp.request({"kind": "log", "id": ack["id"], "message": "again"})
+    assert again["ok"] is True
+    async with gateway.state.sessionmaker() as s:
+        count = await s.scalar(select(func.count()).where(LogRow.id == ack["id"]))
+    assert count == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -102,12 +104,32 @@ class RawClient:
 
 
 async def open_raw(
-    url: str, *, param: str | None = None, token: str | None = None, bearer: str | None = None
+    url: str,
+    *,
+    param: str | None = None,
+    token: str | None = None,
+    bearer: str | None = None,
+    rcvbuf: int | None = None,
 ) -> ClientConnection:
+    """Open a connection; `rcvbuf` shrinks the socket's receive buffer, so a client that
+    stops reading backs up into the gateway quickly instead of into kernel buffers."""
     if param is not None:
         url = f"{url}?{param}={token}"
     headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else None
-    return await connect(url, additional_headers=headers, open_timeout=10 * TIMEOUT_FACTOR)
+    sock = None
+    if rcvbuf is not None:
+        parsed = urlparse(url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (parsed.hostname, parsed.port))
+    return await connect(
+        url,
+        additional_headers=headers,
+        open_timeout=10 * TIMEOUT_FACTOR,
+        sock=sock,
+        max_queue=1 if rcvbuf is not None else 16,
+    )
 
 
 async def close_reason(url: str, **kwargs: Any) -> tuple[int | None, str]:
