@@ -34,17 +34,12 @@ def gateway(
     migrate: Annotated[bool, typer.Option(help="Apply database migrations first.")] = True,
 ) -> None:
     """Run the gateway: the /ws/events hub and the operator REST API."""
-    from gateway.server import build_server
+    from gateway.server import run as run_gateway
     from gateway.settings import GatewaySettings
 
     _configure_logging("gateway")
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
-    if migrate:
-        from shared.db.engine import upgrade_sync
-
-        upgrade_sync(settings.resolved_database_url, settings.database_schema)
-    asyncio.run(build_server(settings).serve())
+    run_gateway(GatewaySettings.model_validate(overrides), migrate=migrate)
 
 
 @app.command()

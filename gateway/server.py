@@ -50,3 +50,15 @@ def build_server(settings: GatewaySettings, app: FastAPI | None = None) -> Gatew
         timeout_graceful_shutdown=int(settings.shutdown_timeout) + 1,
     )
     return GatewayServer(config, app)
+
+
+def run(settings: GatewaySettings | None = None, *, migrate: bool = True) -> None:
+    """Migrate (unless told not to) and serve until SIGINT/SIGTERM."""
+    import asyncio
+
+    from shared.db.engine import upgrade_sync
+
+    settings = settings or GatewaySettings()
+    if migrate:
+        upgrade_sync(settings.resolved_database_url, settings.database_schema)
+    asyncio.run(build_server(settings).serve())

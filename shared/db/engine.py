@@ -8,9 +8,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -75,8 +74,16 @@ def head_revision() -> str | None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The database's Alembic revision, None when it was never migrated."""
+    # Read the version table directly: MigrationContext logs at INFO on every call,
+    # and /ready calls this on each probe.
     async with engine.connect() as conn:
-        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        if not await conn.run_sync(lambda c: inspect(c).has_table("alembic_version")):
+            return None
+        revision: str | None = (
+            await conn.execute(text("SELECT version_num FROM alembic_version"))
+        ).scalar()
+        return revision
 
 
 async def migrations_current(engine: AsyncEngine) -> bool:

@@ -351,3 +351,23 @@ async def test_log_frames_are_persisted_and_acked(gateway: Gateway) -> None:
     async with gateway.state.sessionmaker() as s:
         count = await s.scalar(select(func.count()).where(LogRow.id == ack["id"]))
     assert count == 1
+
+
+async def test_errors_store_unavailable_is_reported_and_resend_succeeds(gateway: Gateway) -> None:
+    from sqlalchemy import text
+
+    c = await _chain(gateway)
+    frame = {**signal(), "id": str(uuid.uuid4())}
+    async with gateway.state.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE events RENAME TO events_away"))
+    try:
+        down = await c["trigger"].request(frame)
+    finally:
+        async with gateway.state.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE events_away RENAME TO events"))
+    assert (down["ok"], down["message"]) == (False, "unavailable")
+    assert c["g1"].events == []  # nothing unstored was delivered
+    # The same connection re-sends the same id once the store is back.
+    up = await c["trigger"].request(frame)
+    assert (up["ok"], up["message"]) == (True, "accepted")
+    await eventually(lambda: [e["id"] for e in c["g1"].events] == [frame["id"]])
