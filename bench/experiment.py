@@ -1,0 +1,199 @@
+"""Run `ats gateway` with prototype changes patched in, to measure a proposal first.
+
+The bench runs a target spelled `postgres/pg-persist` through this launcher instead of
+the `ats` script: it applies the named patches, then hands over to the CLI. Nothing
+here is used by the gateway itself; a patch that pays off is proposed for the real
+module (see docs/PERFORMANCE.md) and deleted here once it lands.
+
+    python bench/experiment.py pg-persist [more patches] -- gateway [ats args]
+
+Patches:
+  pg-persist  on PostgreSQL, store each batch with one statement on a connection held
+              by the writer, through asyncpg directly: `INSERT ... SELECT FROM
+              unnest($1::text[], ...) ON CONFLICT (id) DO NOTHING RETURNING id, seq`.
+              One prepared statement for every batch size, no BEGIN/COMMIT round
+              trips (a single statement commits atomically), no pool checkout or
+              pre-ping, no SELECT for known ids (a conflict says it), no SQLAlchemy
+              compilation per batch.
+  metric-children  cache the Prometheus children per category instead of calling
+              `.labels()` for every frame.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.ws import hub as hub_module  # noqa: E402
+from gateway.ws.persist import Committed, PendingEvent, PendingLog, Persister  # noqa: E402
+from shared.db.models import utcnow  # noqa: E402
+
+_INSERT_EVENTS = """
+INSERT INTO events (id, category, source, symbol, correlation_id, causation_id, ts,
+                    received_at, recipients, body)
+SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[],
+                     $5::varchar[], $6::varchar[], $7::timestamptz[], $8::timestamptz[],
+                     $9::text[], $10::text[])
+ON CONFLICT (id) DO NOTHING
+RETURNING id, seq
+"""
+_KNOWN_IDS = "SELECT id, seq FROM events WHERE id = ANY($1::varchar[])"
+_UPSERT_CURSORS = """
+INSERT INTO client_cursors (principal, seq, updated_at)
+SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::timestamptz[])
+ON CONFLICT (principal) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at
+WHERE client_cursors.seq < excluded.seq
+"""
+
+
+class PgPersister(Persister):
+    """`Persister` with the PostgreSQL hot path on asyncpg (see `pg-persist` above)."""
+
+    _held: Any = None  # the SQLAlchemy AsyncConnection kept checked out
+    _pg: Any = None  # its asyncpg connection
+
+    async def _driver(self) -> Any:
+        if self._pg is None:
+            self._held = await self._engine.connect()
+            raw = await self._held.get_raw_connection()
+            self._pg = raw.driver_connection
+        return self._pg
+
+    async def _drop_driver(self) -> None:
+        held, self._held, self._pg = self._held, None, None
+        if held is not None:
+            try:
+                await held.invalidate()
+            finally:
+                await held.close()
+
+    async def _commit(
+        self, batch: list[PendingEvent | PendingLog], cursors: dict[str, int]
+    ) -> None:
+        if self._dialect != "postgresql" or any(isinstance(b, PendingLog) for b in batch):
+            await super()._commit(batch, cursors)
+            return
+        events = [b for b in batch if isinstance(b, PendingEvent)]
+        try:
+            await self._store(events, cursors)
+        except Exception:
+            await self._drop_driver()
+            raise
+
+    async def _store(self, events: list[PendingEvent], cursors: dict[str, int]) -> None:
+        pg = await self._driver()
+        started = time.perf_counter()
+        now = utcnow()
+        returned: dict[str, int] = {}
+        if events:
+            rows = await pg.fetch(
+                _INSERT_EVENTS,
+                [e.id for e in events],
+                [e.category for e in events],
+                [e.source for e in events],
+                [e.symbol for e in events],
+                [e.correlation_id for e in events],
+                [e.causation_id for e in events],
+                [e.ts for e in events],
+                [now] * len(events),
+                [" " + " ".join(e.recipients) + " " for e in events],
+                [e.body for e in events],
+            )
+            returned = {r["id"]: r["seq"] for r in rows}
+        if cursors:
+            await pg.execute(
+                _UPSERT_CURSORS, list(cursors), list(cursors.values()), [now] * len(cursors)
+            )
+        self._metrics.persist_seconds.observe(time.perf_counter() - started)
+        self._metrics.persist_batch_size.observe(len(events))
+
+        results: list[Committed] = []
+        new_events: list[PendingEvent] = []
+        new_results: list[Committed] = []
+        seen: set[str] = set()
+        missing = [e.id for e in events if e.id not in returned]
+        known = {r["id"]: r["seq"] for r in await pg.fetch(_KNOWN_IDS, missing)} if missing else {}
+        for e in events:
+            if e.id in returned and e.id not in seen:
+                outcome = Committed(seq=returned[e.id], duplicate=False)
+                new_events.append(e)
+                new_results.append(outcome)
+            else:
+                outcome = Committed(seq=returned.get(e.id) or known.get(e.id, 0), duplicate=True)
+            seen.add(e.id)
+            results.append(outcome)
+        if new_events:
+            route_started = time.perf_counter()
+            order = sorted(range(len(new_events)), key=lambda i: new_results[i].seq)
+            routed = [new_events[i] for i in order]
+            dispatched = self._route(routed, [new_results[i].seq for i in order])
+            for i, n in zip(order, dispatched, strict=True):
+                new_results[i].dispatched = n
+            self._metrics.route_seconds.observe(time.perf_counter() - route_started)
+        for e, outcome in zip(events, results, strict=True):
+            if not e.future.done():
+                e.future.set_result(outcome)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._drop_driver()
+
+
+def _metric_children() -> None:
+    """Cache `Counter.labels(category)` children: one dict lookup per frame instead."""
+
+    class _Cached:
+        def __init__(self, counter: Any) -> None:
+            self._counter = counter
+            self._children: dict[tuple[str, ...], Any] = {}
+
+        def labels(self, *values: str) -> Any:
+            child = self._children.get(values)
+            if child is None:
+                child = self._children[values] = self._counter.labels(*values)
+            return child
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._counter, name)
+
+    original: Callable[..., None] = hub_module.Hub.__init__
+
+    def init(self: hub_module.Hub, **kwargs: Any) -> None:
+        original(self, **kwargs)
+        self.metrics.frames_in = _Cached(self.metrics.frames_in)  # type: ignore[assignment]
+        self.metrics.frames_out = _Cached(self.metrics.frames_out)  # type: ignore[assignment]
+
+    hub_module.Hub.__init__ = init  # type: ignore[method-assign]
+
+
+def _pg_persist() -> None:
+    hub_module.Persister = PgPersister  # type: ignore[attr-defined]
+
+
+PATCHES: dict[str, Callable[[], None]] = {
+    "pg-persist": _pg_persist,
+    "metric-children": _metric_children,
+}
+
+
+def main(argv: Sequence[str]) -> None:
+    if "--" not in argv:
+        raise SystemExit("usage: experiment.py PATCH... -- gateway [ats args]")
+    split = list(argv).index("--")
+    for name in argv[:split]:
+        if name not in PATCHES:
+            raise SystemExit(f"unknown patch {name!r}: choose from {', '.join(PATCHES)}")
+        PATCHES[name]()
+    from ats.cli import main as ats_main
+
+    sys.argv = ["ats", *argv[split + 1 :]]
+    ats_main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
