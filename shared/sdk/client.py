@@ -588,15 +588,16 @@ class GatewayClient:
     async def close(self) -> None:
         """Let a running handler finish (up to `close_timeout`), acknowledge what was
         handled, close the connection with 1000 and stop. Idempotent."""
+        in_handler = asyncio.current_task() is self._dispatcher
         if self._closing:
-            if self._started:
+            if self._started and not in_handler:
                 await self._done.wait()
             return
         self._closing = True
         if not self._started:
             self._stop(None)
             return
-        if asyncio.current_task() is self._dispatcher:
+        if in_handler:
             # Called from a handler: the handler has to return before we can finish.
             self._spawn(self._finish_close())
             return
@@ -621,6 +622,8 @@ class GatewayClient:
         await self._done.wait()
 
     async def __aenter__(self) -> Self:
+        if self._started:
+            raise RuntimeError("the client is already running: use either run() or async with")
         self._run_task = asyncio.create_task(self.run(), name="sdk-run")
         try:
             await self.wait_connected(self._connect_timeout)
@@ -744,7 +747,9 @@ class GatewayClient:
         self._resending = True
         try:
             while True:
-                unsent = [r for r in self._requests.values() if r.gen != self._gen]
+                unsent = [
+                    r for r in self._requests.values() if r.gen != self._gen and not r.future.done()
+                ]
                 if not unsent:
                     return
                 for request in unsent:
@@ -765,7 +770,8 @@ class GatewayClient:
         try:
             frame = server_frame_adapter.validate_json(raw)
         except ValidationError as e:
-            self._log.warning("gateway_frame_invalid", errors=_field_errors(e)[:3])
+            # Skipped, not fatal: later acks are cumulative and move past it.
+            self._log.error("gateway_frame_invalid", errors=_field_errors(e)[:3], frame=raw[:200])
             return
         if isinstance(frame, Ack):
             self._on_ack(frame)

@@ -10,6 +10,7 @@ depending on `classify_connect_error`. A hand-written retry loop is not needed.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable, Generator
 from typing import Any
@@ -91,6 +92,14 @@ def jittered_backoff(min_delay: float, max_delay: float) -> Callable[[], Generat
     return delays
 
 
+def parse_connect_ack(raw: str | bytes) -> Ack:
+    """The connect ack, ignoring fields a newer gateway may add (`Ack` forbids extras)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("the connect ack is not a JSON object")
+    return Ack.model_validate({k: v for k, v in data.items() if k in Ack.model_fields})
+
+
 class SessionConnect(connect):
     """`websockets.asyncio.client.connect` whose attempt ends with the connect ack read."""
 
@@ -115,11 +124,11 @@ class SessionConnect(connect):
             conn.transport.abort()
             raise
         try:
-            hello = Ack.model_validate_json(raw)
-        except ValidationError as e:
+            hello = parse_connect_ack(raw)
+        except (ValidationError, ValueError) as e:
             conn.transport.abort()
             raise ProtocolError(
-                f"the gateway's first frame is not a connect ack ({e.error_count()} errors); "
+                f"the gateway's first frame is not a connect ack ({e}); "
                 "is the URL the gateway's /ws/events endpoint?"
             ) from e
         if not hello.ok or hello.message != "connected" or hello.client_id is None:

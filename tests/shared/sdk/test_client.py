@@ -360,7 +360,7 @@ async def test_publisher_killed_mid_stream_resends_and_each_event_counts_once(
             return result
 
         tasks = [asyncio.create_task(publish(n)) for n in range(200)]
-        await eventually(lambda: acked >= 20, interval=0.001)
+        await eventually(lambda: acked >= 5, interval=0.001)
         assert trigger.connection is not None
         trigger.connection.transport.abort()
         results = await asyncio.gather(*tasks)
@@ -505,3 +505,24 @@ async def test_config_update_updates_config_before_the_handler_runs(gateway: Gat
     assert config == event.payload.config and config["config"] == {"max_risk": 0.01}
     assert subscriptions == ["t1", "t2"] == group.subscriptions
     assert group.config["config"] == {"max_risk": 0.01}
+
+
+async def test_close_from_a_handler_acknowledges_that_event_and_stops(gateway: Gateway) -> None:
+    t = await gateway.add_trigger("t1")
+    g = await gateway.add_group("g1", ["t1"])
+    group = make_client(gateway.ws_url, g)
+    handled: list[int] = []
+
+    @group.on("signal")
+    async def once(event: SignalEvent) -> None:
+        handled.append(event.seq)
+        await group.close()
+
+    async with make_client(gateway.ws_url, t) as trigger, running(group) as task:
+        await group.wait_connected(10 * TIMEOUT_FACTOR)
+        first = await trigger.publish("signal", signal())
+        await trigger.publish("signal", signal())
+        await asyncio.wait_for(task, 10 * TIMEOUT_FACTOR)
+    assert handled == [first.seq] and group.closed
+    async with make_client(gateway.ws_url, g) as again:
+        assert again.cursor == first.seq
