@@ -228,7 +228,10 @@ async def test_auth_invalid_token_raises_without_retrying(gateway: Gateway) -> N
             pass
 
 
-async def test_auth_token_revoked_mid_session_stops_the_client(gateway: Gateway) -> None:
+@pytest.mark.parametrize("reason", ["token revoked", "token rotated", "deleted"])
+async def test_auth_token_refused_mid_session_stops_the_client(
+    gateway: Gateway, reason: str
+) -> None:
     t = await gateway.add_trigger("t1")
     client = make_client(gateway.ws_url, t)
     task = asyncio.create_task(client.run())
@@ -239,12 +242,12 @@ async def test_auth_token_revoked_mid_session_stops_the_client(gateway: Gateway)
         for token in await s.scalars(select(TokenRow).where(TokenRow.principal_id == trig.id)):
             token.revoked = True
         await s.commit()
-    gateway.state.hub.disconnect("trigger:t1", 1008, "token revoked")
+    gateway.state.hub.disconnect("trigger:t1", 1008, reason)
     with pytest.raises(AuthenticationError) as stopped:
         await asyncio.wait_for(task, 10 * TIMEOUT_FACTOR)
     with pytest.raises(AuthenticationError):
         await client.publish("signal", signal())
-    assert stopped.value.reason == "token revoked"
+    assert stopped.value.reason == reason
     assert client.stats.connect_attempts == 1
 
 
