@@ -1,7 +1,8 @@
-"""Storage operations on configuration: keyword-only functions over one session.
+"""Storage operations: configuration, and the operator's reads of events and logs.
 
-Functions flush but do not commit; the caller (a request) commits once, so a
-multi-step change (create a group and its subscriptions and its token) is atomic.
+Keyword-only functions over one session. They flush but do not commit; the caller (a
+request) commits once, so a multi-step change (create a group and its subscriptions
+and its token) is atomic. Update functions take `None` for "keep the stored value".
 """
 
 from __future__ import annotations
@@ -10,18 +11,24 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.security import hash_token, new_token
 from shared.db.models import (
+    EventRow,
+    ExecutionServiceAccount,
     ExecutionServiceRow,
+    LogRow,
     TokenRow,
     TradeAccountRow,
     TradingGroupRow,
     TriggerRow,
 )
 from shared.events import Role
+
+type ConfigRow = TriggerRow | TradingGroupRow | TradeAccountRow | ExecutionServiceRow
 
 
 class NotFound(LookupError):
@@ -31,6 +38,32 @@ class NotFound(LookupError):
         self.kind = kind
         self.names = list(names)
         super().__init__(f"unknown {kind}: {', '.join(self.names)}")
+
+
+class NameTaken(Exception):
+    """Another resource of the same kind already has the name."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"{kind} {name!r} already exists: choose another name")
+
+
+class AlreadyServed(Exception):
+    """A trade account is already served by another execution service."""
+
+    def __init__(self, served: dict[str, str]) -> None:
+        self.served = served
+        which = ", ".join(f"{a!r} by {s!r}" for a, s in served.items())
+        super().__init__(
+            f"trade account already served by another execution service: {which}; "
+            "an account has one execution service, so remove it from that service first"
+        )
+
+
+def kind_of(model: type[ConfigRow]) -> str:
+    """The resource's name in messages: `trading_groups` -> `trading group`."""
+    return model.__tablename__.rstrip("s").replace("_", " ")
 
 
 ROLE_TABLE: dict[Role, type[TriggerRow] | type[TradingGroupRow] | type[ExecutionServiceRow]] = {
@@ -65,6 +98,16 @@ async def revoke_tokens(*, session: AsyncSession, role: Role, principal_id: int)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def live_token_principals(*, session: AsyncSession, role: Role) -> set[int]:
+    """Ids of the principals of `role` that hold an unrevoked token."""
+    rows = await session.scalars(
+        select(TokenRow.principal_id).where(
+            TokenRow.role == role.value, TokenRow.revoked.is_(False)
+        )
+    )
+    return set(rows)
+
+
 async def has_live_token(*, session: AsyncSession, role: Role, principal_id: int) -> bool:
     found = await session.scalar(
         select(TokenRow.id).where(
@@ -84,7 +127,7 @@ async def get_by_name[T: (TriggerRow, TradingGroupRow, TradeAccountRow, Executio
 ) -> T:
     row = await session.scalar(select(model).where(model.name == name))
     if row is None:
-        raise NotFound(model.__tablename__.rstrip("s").replace("_", " "), [name])
+        raise NotFound(kind_of(model), [name])
     return row
 
 
@@ -97,8 +140,20 @@ async def get_many_by_name[T: (TriggerRow, TradingGroupRow, TradeAccountRow, Exe
     rows = {r.name: r for r in await session.scalars(select(model).where(model.name.in_(names)))}
     missing = [n for n in names if n not in rows]
     if missing:
-        raise NotFound(model.__tablename__.rstrip("s").replace("_", " "), missing)
+        raise NotFound(kind_of(model), missing)
     return [rows[n] for n in dict.fromkeys(names)]
+
+
+async def ensure_name_free(
+    *, session: AsyncSession, model: type[ConfigRow], name: str, exclude_id: int | None = None
+) -> None:
+    """Raise NameTaken if another row of `model` has `name`; the unique index is the
+    last word, this only turns the common case into a clear message."""
+    query = select(model.id).where(model.name == name)
+    if exclude_id is not None:
+        query = query.where(model.id != exclude_id)
+    if await session.scalar(query) is not None:
+        raise NameTaken(kind_of(model), name)
 
 
 async def list_all[T: (TriggerRow, TradingGroupRow, TradeAccountRow, ExecutionServiceRow)](
@@ -113,6 +168,7 @@ async def list_all[T: (TriggerRow, TradingGroupRow, TradeAccountRow, ExecutionSe
 async def create_trigger(
     *, session: AsyncSession, name: str, description: str = "", config: dict[str, Any] | None = None
 ) -> tuple[TriggerRow, str]:
+    await ensure_name_free(session=session, model=TriggerRow, name=name)
     row = TriggerRow(name=name, description=description, config=config or {})
     session.add(row)
     await session.flush()
@@ -129,6 +185,7 @@ async def create_trading_group(
     description: str = "",
     config: dict[str, Any] | None = None,
 ) -> tuple[TradingGroupRow, str]:
+    await ensure_name_free(session=session, model=TradingGroupRow, name=name)
     trigger_rows = await get_many_by_name(session=session, model=TriggerRow, names=triggers)
     row = TradingGroupRow(name=name, kind=kind, description=description, config=config or {})
     row.triggers = trigger_rows
@@ -148,6 +205,7 @@ async def create_trade_account(
     config: dict[str, Any] | None = None,
     credentials_encrypted: bytes | None = None,
 ) -> TradeAccountRow:
+    await ensure_name_free(session=session, model=TradeAccountRow, name=name)
     groups = await get_many_by_name(session=session, model=TradingGroupRow, names=trading_groups)
     row = TradeAccountRow(
         name=name,
@@ -170,10 +228,265 @@ async def create_execution_service(
     description: str = "",
     config: dict[str, Any] | None = None,
 ) -> tuple[ExecutionServiceRow, str]:
+    await ensure_name_free(session=session, model=ExecutionServiceRow, name=name)
     accounts = await get_many_by_name(session=session, model=TradeAccountRow, names=trade_accounts)
+    await ensure_unserved(session=session, accounts=accounts)
     row = ExecutionServiceRow(name=name, description=description, config=config or {})
     row.trade_accounts = accounts
     session.add(row)
     await session.flush()
     token = await issue_token(session=session, role=Role.EXECUTION, principal_id=row.id)
     return row, token
+
+
+async def ensure_unserved(
+    *, session: AsyncSession, accounts: Sequence[TradeAccountRow], service_id: int | None = None
+) -> None:
+    """Raise AlreadyServed if a service other than `service_id` serves one of `accounts`."""
+    if not accounts:
+        return
+    query = (
+        select(TradeAccountRow.name, ExecutionServiceRow.name)
+        .join(ExecutionServiceAccount, ExecutionServiceAccount.account_id == TradeAccountRow.id)
+        .join(ExecutionServiceRow, ExecutionServiceRow.id == ExecutionServiceAccount.service_id)
+        .where(TradeAccountRow.id.in_([a.id for a in accounts]))
+        .order_by(TradeAccountRow.name)
+    )
+    if service_id is not None:
+        query = query.where(ExecutionServiceRow.id != service_id)
+    served = {account: service for account, service in await session.execute(query)}
+    if served:
+        raise AlreadyServed(served)
+
+
+async def account_services(*, session: AsyncSession) -> dict[int, str]:
+    """The execution service serving each served trade account, by account id."""
+    rows = await session.execute(
+        select(ExecutionServiceAccount.account_id, ExecutionServiceRow.name).join(
+            ExecutionServiceRow, ExecutionServiceRow.id == ExecutionServiceAccount.service_id
+        )
+    )
+    return {account_id: service for account_id, service in rows}
+
+
+# --------------------------------------------------------------------------- updates
+
+
+async def _rename(*, session: AsyncSession, row: ConfigRow, name: str | None) -> None:
+    if name is not None and name != row.name:
+        await ensure_name_free(session=session, model=type(row), name=name, exclude_id=row.id)
+        row.name = name
+
+
+async def update_trigger(
+    *,
+    session: AsyncSession,
+    row: TriggerRow,
+    name: str | None = None,
+    description: str | None = None,
+    config: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> TriggerRow:
+    await _rename(session=session, row=row, name=name)
+    if description is not None:
+        row.description = description
+    if config is not None:
+        row.config = config
+    if enabled is not None:
+        row.enabled = enabled
+    await session.flush()
+    return row
+
+
+async def update_trading_group(
+    *,
+    session: AsyncSession,
+    row: TradingGroupRow,
+    name: str | None = None,
+    triggers: Sequence[str] | None = None,
+    kind: str | None = None,
+    description: str | None = None,
+    config: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> TradingGroupRow:
+    """Update the given fields; `triggers` replaces the group's subscriptions."""
+    await _rename(session=session, row=row, name=name)
+    if triggers is not None:
+        row.triggers = await get_many_by_name(session=session, model=TriggerRow, names=triggers)
+    if kind is not None:
+        row.kind = kind
+    if description is not None:
+        row.description = description
+    if config is not None:
+        row.config = config
+    if enabled is not None:
+        row.enabled = enabled
+    await session.flush()
+    return row
+
+
+async def update_trade_account(
+    *,
+    session: AsyncSession,
+    row: TradeAccountRow,
+    name: str | None = None,
+    exchange: str | None = None,
+    mode: str | None = None,
+    trading_groups: Sequence[str] | None = None,
+    config: dict[str, Any] | None = None,
+    credentials_encrypted: bytes | None = None,
+    clear_credentials: bool = False,
+) -> TradeAccountRow:
+    """Update the given fields; `trading_groups` replaces the account's bindings."""
+    await _rename(session=session, row=row, name=name)
+    if exchange is not None:
+        row.exchange = exchange
+    if mode is not None:
+        row.mode = mode
+    if trading_groups is not None:
+        row.trading_groups = await get_many_by_name(
+            session=session, model=TradingGroupRow, names=trading_groups
+        )
+    if config is not None:
+        row.config = config
+    if clear_credentials:
+        row.credentials_encrypted = None
+    elif credentials_encrypted is not None:
+        row.credentials_encrypted = credentials_encrypted
+    await session.flush()
+    return row
+
+
+async def update_execution_service(
+    *,
+    session: AsyncSession,
+    row: ExecutionServiceRow,
+    name: str | None = None,
+    trade_accounts: Sequence[str] | None = None,
+    description: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> ExecutionServiceRow:
+    """Update the given fields; `trade_accounts` replaces the accounts it serves."""
+    await _rename(session=session, row=row, name=name)
+    if trade_accounts is not None:
+        accounts = await get_many_by_name(
+            session=session, model=TradeAccountRow, names=trade_accounts
+        )
+        await ensure_unserved(session=session, accounts=accounts, service_id=row.id)
+        row.trade_accounts = accounts
+    if description is not None:
+        row.description = description
+    if config is not None:
+        row.config = config
+    await session.flush()
+    return row
+
+
+# --------------------------------------------------------------------------- deletes
+
+
+async def delete_client(
+    *, session: AsyncSession, role: Role, row: TriggerRow | TradingGroupRow | ExecutionServiceRow
+) -> None:
+    """Delete a token holder; its tokens are revoked, since nothing else ties them to it."""
+    await revoke_tokens(session=session, role=role, principal_id=row.id)
+    await session.delete(row)
+    await session.flush()
+
+
+async def delete_trade_account(*, session: AsyncSession, row: TradeAccountRow) -> None:
+    await session.delete(row)
+    await session.flush()
+
+
+# --------------------------------------------------------------------------- events and logs
+
+
+def _window(
+    seq: InstrumentedAttribute[int],
+    ts: InstrumentedAttribute[datetime],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    after: int | None,
+    descending: bool,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(ts >= since)
+    if until is not None:
+        conditions.append(ts < until)
+    if after is not None:
+        conditions.append(seq < after if descending else seq > after)
+    return conditions
+
+
+async def list_events(
+    *,
+    session: AsyncSession,
+    category: str | None = None,
+    source: str | None = None,
+    symbol: str | None = None,
+    correlation_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[tuple[int, str]]:
+    """`(seq, body)` of stored events in `seq` order, from just past `after`.
+
+    `since` is inclusive and `until` exclusive, on the events' own `ts`.
+    """
+    conditions = _window(
+        EventRow.seq, EventRow.ts, since=since, until=until, after=after, descending=descending
+    )
+    for column, value in (
+        (EventRow.category, category),
+        (EventRow.source, source),
+        (EventRow.symbol, symbol),
+        (EventRow.correlation_id, correlation_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    rows = await session.execute(
+        select(EventRow.seq, EventRow.body)
+        .where(*conditions)
+        .order_by(EventRow.seq.desc() if descending else EventRow.seq)
+        .limit(limit)
+    )
+    return [(seq, body) for seq, body in rows]
+
+
+async def list_logs(
+    *,
+    session: AsyncSession,
+    source: str | None = None,
+    code: str | None = None,
+    level: str | None = None,
+    correlation_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[LogRow]:
+    """Stored log frames in `seq` order, from just past `after`; same window as events."""
+    conditions = _window(
+        LogRow.seq, LogRow.ts, since=since, until=until, after=after, descending=descending
+    )
+    for column, value in (
+        (LogRow.source, source),
+        (LogRow.code, code),
+        (LogRow.level, level),
+        (LogRow.correlation_id, correlation_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    rows = await session.scalars(
+        select(LogRow)
+        .where(*conditions)
+        .order_by(LogRow.seq.desc() if descending else LogRow.seq)
+        .limit(limit)
+    )
+    return list(rows)

@@ -3,9 +3,21 @@
 from fastapi import APIRouter
 
 from gateway.api.deps import APIKeyDep
-from gateway.api.routes import health
+from gateway.api.routes import (
+    events,
+    execution_services,
+    health,
+    logs,
+    trade_accounts,
+    trading_groups,
+    triggers,
+)
+from gateway.api.routes._common import INVALID, UNAUTHORIZED
 
 ops_router = APIRouter()
 ops_router.include_router(health.router)
 
-api_router = APIRouter(dependencies=[APIKeyDep])
+# Every route declares the gateway's 422 body, which replaces FastAPI's default shape.
+api_router = APIRouter(dependencies=[APIKeyDep], responses={**UNAUTHORIZED, **INVALID})
+for _resource in (triggers, trading_groups, trade_accounts, execution_services, events, logs):
+    api_router.include_router(_resource.router)

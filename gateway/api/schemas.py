@@ -1,0 +1,279 @@
+"""Bodies of the operator REST API, kept apart from the storage models.
+
+`XCreate` and `XUpdate` are what an operator sends; they forbid unknown fields, so a
+typo (`"trigger": [...]`) is a 422 naming it rather than a silent no-op. An update is
+partial: an omitted field keeps its stored value, a list replaces the stored list and
+`config` replaces the stored config whole. `XPublic` is what the API returns; no
+response model has a field for a trade account's credentials, so none can leak.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events import Category, Event, LogLevel, Name, Trace
+
+Description = Annotated[str, Field(max_length=2_000)]
+Config = Annotated[
+    dict[str, Any],
+    Field(description="The component's own configuration, sent to it on connect and on change."),
+]
+GroupKind = Literal["algo", "llm"]
+Mode = Literal["paper", "live"]
+Exchange = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="Exchange adapter: `paper`, `oanda`, or a ccxt exchange id such as `binance`.",
+    ),
+]
+Credentials = Annotated[
+    dict[str, Any],
+    Field(
+        description="Exchange keys. Write-only: encrypted at rest and never returned.",
+        json_schema_extra={"writeOnly": True},
+    ),
+]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(_Output):
+    """The body of a 401, 404 or 409: what was wrong and what to do."""
+
+    detail: str
+
+
+class FieldError(_Output):
+    loc: list[str] = Field(description='Where: `["body", "triggers"]`, `["query", "since"]`.')
+    msg: str
+    type: str
+
+
+class ValidationProblem(_Output):
+    """The body of a 422: one entry per bad field."""
+
+    detail: list[FieldError]
+    message: str = Field(description="The bad fields in one line.")
+
+
+class TokenIssued(_Output):
+    name: str
+    token: str = Field(description="The new token. Shown this once: store it now.")
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+class TriggerCreate(_Input):
+    name: Name
+    description: Description = ""
+    config: Config = Field(default_factory=dict)
+
+
+class TriggerUpdate(_Input):
+    name: Name | MISSING = MISSING
+    description: Description | MISSING = MISSING
+    config: Config | MISSING = MISSING
+    enabled: bool | MISSING = MISSING
+
+
+class TriggerPublic(_Output):
+    name: str
+    description: str
+    config: dict[str, Any]
+    enabled: bool
+    has_token: bool = Field(description="Whether a live (unrevoked) token exists.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerCreated(TriggerPublic):
+    token: str = Field(description="The trigger's token. Shown this once: store it now.")
+
+
+# --------------------------------------------------------------------------- trading groups
+
+
+class TradingGroupCreate(_Input):
+    name: Name
+    triggers: list[Name] = Field(
+        default_factory=list, max_length=1_000, description="Triggers it subscribes to."
+    )
+    kind: GroupKind = "algo"
+    description: Description = ""
+    config: Config = Field(default_factory=dict)
+
+
+class TradingGroupUpdate(_Input):
+    name: Name | MISSING = MISSING
+    triggers: Annotated[list[Name], Field(max_length=1_000)] | MISSING = MISSING
+    kind: GroupKind | MISSING = MISSING
+    description: Description | MISSING = MISSING
+    config: Config | MISSING = MISSING
+    enabled: bool | MISSING = MISSING
+
+
+class TradingGroupPublic(_Output):
+    name: str
+    kind: str
+    description: str
+    config: dict[str, Any]
+    enabled: bool
+    triggers: list[str]
+    has_token: bool = Field(description="Whether a live (unrevoked) token exists.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class TradingGroupCreated(TradingGroupPublic):
+    token: str = Field(description="The group's token. Shown this once: store it now.")
+
+
+# --------------------------------------------------------------------------- trade accounts
+
+
+class TradeAccountCreate(_Input):
+    name: Name
+    exchange: Exchange
+    mode: Mode = "paper"
+    trading_groups: list[Name] = Field(
+        default_factory=list, max_length=1_000, description="Groups whose decisions it trades."
+    )
+    config: Config = Field(default_factory=dict)
+    credentials: Credentials | None = None
+
+
+class TradeAccountUpdate(_Input):
+    name: Name | MISSING = MISSING
+    exchange: Exchange | MISSING = MISSING
+    mode: Mode | MISSING = MISSING
+    trading_groups: Annotated[list[Name], Field(max_length=1_000)] | MISSING = MISSING
+    config: Config | MISSING = MISSING
+    credentials: Credentials | None | MISSING = Field(
+        default=MISSING, description="New exchange keys (write-only); null removes them."
+    )
+
+
+class TradeAccountPublic(_Output):
+    name: str
+    exchange: str
+    mode: str
+    config: dict[str, Any]
+    trading_groups: list[str]
+    execution_service: str | None = Field(description="The execution service serving it.")
+    has_credentials: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --------------------------------------------------------------------------- execution services
+
+
+class ExecutionServiceCreate(_Input):
+    name: Name
+    trade_accounts: list[Name] = Field(
+        default_factory=list,
+        max_length=1_000,
+        description="Accounts it places orders for; each account has one execution service.",
+    )
+    description: Description = ""
+    config: Config = Field(default_factory=dict)
+
+
+class ExecutionServiceUpdate(_Input):
+    name: Name | MISSING = MISSING
+    trade_accounts: Annotated[list[Name], Field(max_length=1_000)] | MISSING = MISSING
+    description: Description | MISSING = MISSING
+    config: Config | MISSING = MISSING
+
+
+class ExecutionServicePublic(_Output):
+    name: str
+    description: str
+    config: dict[str, Any]
+    trade_accounts: list[str]
+    has_token: bool = Field(description="Whether a live (unrevoked) token exists.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExecutionServiceCreated(ExecutionServicePublic):
+    token: str = Field(description="The service's token. Shown this once: store it now.")
+
+
+# --------------------------------------------------------------------------- events and logs
+
+NextAfter = Annotated[
+    int | None,
+    Field(description="Pass as `after` to get the next page; null when this page is the last."),
+]
+
+
+class EventPage(_Output):
+    items: list[Event] = Field(description="Events as delivered on /ws/events, `seq` included.")
+    next_after: NextAfter
+
+
+class LogPublic(_Output):
+    seq: int
+    id: UUID
+    source: str
+    level: LogLevel
+    code: str
+    message: str
+    data: dict[str, Any]
+    trace: Trace
+    ts: datetime
+
+
+class LogPage(_Output):
+    items: list[LogPublic]
+    next_after: NextAfter
+
+
+class _Window(_Input):
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Only items whose `ts` is at or after this (ISO 8601, with offset).",
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only items whose `ts` is before this (ISO 8601, with offset)."
+    )
+    correlation_id: str | None = Field(default=None, max_length=128)
+    after: int | None = Field(
+        default=None,
+        ge=0,
+        description="Cursor: start after this `seq` (before it with `order=desc`); "
+        "pass the previous page's `next_after`.",
+    )
+    limit: int = Field(default=100, ge=1, le=1_000)
+    order: Literal["asc", "desc"] = Field(default="asc", description="`desc`: newest first.")
+
+
+class EventQuery(_Window):
+    category: Category | None = None
+    source: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The publisher as stored: `role:name` (`trigger:rsi-btc`), or `gateway`.",
+    )
+    symbol: str | None = Field(default=None, max_length=64)
+
+
+class LogQuery(_Window):
+    source: str | None = Field(
+        default=None, max_length=100, description="The sender as stored: `role:name`."
+    )
+    code: str | None = Field(default=None, max_length=64)
+    level: LogLevel | None = None
