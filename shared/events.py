@@ -184,6 +184,11 @@ class ConfigUpdateEventIn(_EventIn):
     payload: ConfigUpdatePayload
 
 
+# What the gateway sends is read leniently: a newer gateway may add fields, and an
+# older client must keep working. What clients send stays strict.
+_SERVER_CONFIG = ConfigDict(extra="ignore", frozen=True)
+
+
 class _Stamped(_Model):
     """Fields the gateway stamps on every delivered event."""
 
@@ -194,21 +199,25 @@ class _Stamped(_Model):
 
 
 class SignalEvent(SignalEventIn, _Stamped):
+    model_config = _SERVER_CONFIG
     id: UUID
     ts: datetime
 
 
 class DecisionEvent(DecisionEventIn, _Stamped):
+    model_config = _SERVER_CONFIG
     id: UUID
     ts: datetime
 
 
 class OrderEvent(OrderEventIn, _Stamped):
+    model_config = _SERVER_CONFIG
     id: UUID
     ts: datetime
 
 
 class ConfigUpdateEvent(ConfigUpdateEventIn, _Stamped):
+    model_config = _SERVER_CONFIG
     id: UUID
     ts: datetime
 
@@ -249,6 +258,7 @@ class LogIn(_Model):
 
 
 class Log(LogIn):
+    model_config = _SERVER_CONFIG
     id: UUID
     source: str
     ts: datetime
@@ -267,6 +277,7 @@ class AckIn(_Model):
 class Ack(_Model):
     """The gateway's answer: to a connect, to a published event or log, or a rejection."""
 
+    model_config = _SERVER_CONFIG
     kind: Literal["ack"] = "ack"
     ok: bool
     message: str
@@ -281,6 +292,17 @@ class Ack(_Model):
     subscriptions: list[str] | None = None
     cursor: int | None = None
     config: dict[str, Any] | None = None
+    limits: Limits | None = None
+
+
+class Limits(_Model):
+    """The session's limits, sent in the connect ack so clients can check locally."""
+
+    model_config = _SERVER_CONFIG
+    max_frame_bytes: int
+    rate_limit: float = Field(description="Frames per second, sustained.")
+    rate_burst: int
+    send_queue: int = Field(description="Events queued for the client before it is dropped.")
 
 
 ClientFrame = Annotated[EventIn | LogIn | AckIn, Field(discriminator="kind")]

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.security import hash_token, new_token
 from shared.db.models import (
+    ClientCursor,
     EventRow,
     ExecutionServiceAccount,
     ExecutionServiceRow,
@@ -71,6 +72,7 @@ ROLE_TABLE: dict[Role, type[TriggerRow] | type[TradingGroupRow] | type[Execution
     Role.TRADING_GROUP: TradingGroupRow,
     Role.EXECUTION: ExecutionServiceRow,
 }
+_ROLE_OF: dict[type[ConfigRow], Role] = {model: role for role, model in ROLE_TABLE.items()}
 
 
 # --------------------------------------------------------------------------- tokens
@@ -162,6 +164,22 @@ async def list_all[T: (TriggerRow, TradingGroupRow, TradeAccountRow, ExecutionSe
     return list(await session.scalars(select(model).order_by(model.name)))
 
 
+# --------------------------------------------------------------------------- cursors
+
+
+async def start_cursor_at_head(*, session: AsyncSession, role: Role, name: str) -> None:
+    """Start a client's replay cursor at the newest event.
+
+    Replay finds a client's events by name; without this a new client named like a
+    deleted (or renamed) one would be handed that one's history on first connect.
+    """
+    key = f"{role.value}:{name}"
+    head = await session.scalar(select(func.max(EventRow.seq))) or 0
+    await session.execute(delete(ClientCursor).where(ClientCursor.principal == key))
+    session.add(ClientCursor(principal=key, seq=head))
+    await session.flush()
+
+
 # --------------------------------------------------------------------------- creates
 
 
@@ -172,6 +190,7 @@ async def create_trigger(
     row = TriggerRow(name=name, description=description, config=config or {})
     session.add(row)
     await session.flush()
+    await start_cursor_at_head(session=session, role=Role.TRIGGER, name=name)
     token = await issue_token(session=session, role=Role.TRIGGER, principal_id=row.id)
     return row, token
 
@@ -191,6 +210,7 @@ async def create_trading_group(
     row.triggers = trigger_rows
     session.add(row)
     await session.flush()
+    await start_cursor_at_head(session=session, role=Role.TRADING_GROUP, name=name)
     token = await issue_token(session=session, role=Role.TRADING_GROUP, principal_id=row.id)
     return row, token
 
@@ -235,6 +255,7 @@ async def create_execution_service(
     row.trade_accounts = accounts
     session.add(row)
     await session.flush()
+    await start_cursor_at_head(session=session, role=Role.EXECUTION, name=name)
     token = await issue_token(session=session, role=Role.EXECUTION, principal_id=row.id)
     return row, token
 
@@ -276,6 +297,9 @@ async def _rename(*, session: AsyncSession, row: ConfigRow, name: str | None) ->
     if name is not None and name != row.name:
         await ensure_name_free(session=session, model=type(row), name=name, exclude_id=row.id)
         row.name = name
+        role = _ROLE_OF.get(type(row))
+        if role is not None:
+            await start_cursor_at_head(session=session, role=role, name=name)
 
 
 async def update_trigger(

@@ -188,6 +188,8 @@ class Hub:
             async with self.sessionmaker() as db:
                 table = await load_routing(db)
             old, self.routing = self.routing, table
+            for key in table.disabled:
+                self.disconnect(key, POLICY_VIOLATION, "disabled")
             if not notify:
                 return
             for key, view in table.views.items():
@@ -272,6 +274,10 @@ class Hub:
             await ws.close(POLICY_VIOLATION, str(e)[:120])
             return
         key = principal(role, name)
+        if key in self.routing.disabled:
+            self.metrics.disconnects.labels("auth").inc()
+            await ws.close(POLICY_VIOLATION, "disabled")
+            return
         if key in self.sessions:
             self.metrics.disconnects.labels("already_connected").inc()
             await ws.close(POLICY_VIOLATION, "token already connected")
@@ -305,6 +311,12 @@ class Hub:
                         "subscriptions": view.subscriptions,
                         "cursor": cursor,
                         "config": view.config,
+                        "limits": {
+                            "max_frame_bytes": self.settings.ws_max_frame_bytes,
+                            "rate_limit": self.settings.ws_rate_limit,
+                            "rate_burst": self.settings.ws_rate_burst,
+                            "send_queue": self.settings.ws_send_queue,
+                        },
                     }
                 ).decode()
             )

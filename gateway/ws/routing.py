@@ -40,6 +40,7 @@ class RoutingTable:
     group_services: dict[str, list[str]] = field(default_factory=dict)
     service_groups: dict[str, set[str]] = field(default_factory=dict)
     views: dict[str, ClientView] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
 
     def recipients(
         self, role: Role, name: str, category: str, targets: list[str], payload: Any
@@ -86,6 +87,8 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
             group_accounts.setdefault(g.name, []).append(a.name)
 
     for t in triggers:
+        if not t.enabled:
+            table.disabled.add(principal(Role.TRIGGER, t.name))
         table.trigger_groups[t.name] = []
         table.views[principal(Role.TRIGGER, t.name)] = ClientView(
             subscriptions=[],
@@ -93,6 +96,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
         )
     for g in groups:
         if not g.enabled:
+            table.disabled.add(principal(Role.TRADING_GROUP, g.name))
             continue
         for t in g.triggers:
             table.trigger_groups.setdefault(t.name, []).append(g.name)

@@ -707,6 +707,9 @@ class GatewayClient:
         self._hello = hello
         self._config = dict(hello.config or {})
         self._subscriptions = list(hello.subscriptions or [])
+        if hello.limits is not None:
+            # The gateway's own limit wins: a frame it would refuse is refused here first.
+            self._max_frame_bytes = min(self._max_frame_bytes, hello.limits.max_frame_bytes)
         self._overflowed = False
         self._conn = ws
         self.stats.connects += 1

@@ -28,7 +28,7 @@ POLICY_VIOLATION = 1008
 
 #: 1008 reasons that mean the token itself is refused: stop, do not retry.
 FATAL_CLOSE_REASONS = frozenset(
-    {"invalid token", "token revoked", "missing token", "token rotated", "deleted"}
+    {"invalid token", "token revoked", "missing token", "token rotated", "deleted", "disabled"}
 )
 #: 1008 reasons that pass: the gateway frees the previous session within 30 s.
 TRANSIENT_CLOSE_REASONS = frozenset({"token already connected", "too many rejected frames"})

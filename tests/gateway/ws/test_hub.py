@@ -32,6 +32,7 @@ async def test_auth_valid_tokens_connect_with_their_config(gateway: Gateway) -> 
     assert grp.hello["subscriptions"] == ["rsi-btc"]
     assert grp.hello["config"]["trade_accounts"] == ["paper-1"]
     assert grp.hello["protocol"] == 1 and grp.hello["cursor"] == 0
+    assert grp.hello["limits"]["max_frame_bytes"] == gateway.settings.ws_max_frame_bytes
     assert exe.hello["config"]["trade_accounts"][0]["name"] == "paper-1"
     assert exe.hello["subscriptions"] == ["momentum"]
     for c in (trig, grp, exe):
@@ -371,3 +372,43 @@ async def test_errors_store_unavailable_is_reported_and_resend_succeeds(gateway:
     up = await c["trigger"].request(frame)
     assert (up["ok"], up["message"]) == (True, "accepted")
     await eventually(lambda: [e["id"] for e in c["g1"].events] == [frame["id"]])
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_lifecycle_disabled_client_is_closed_and_refused(gateway: Gateway) -> None:
+    t = await gateway.add_trigger("t1")
+    trig = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t)
+    async with gateway.api() as api:
+        r = await api.patch("/api/v1/triggers/t1", json={"enabled": False})
+        assert r.status_code == 200, r.text
+        assert await asyncio.wait_for(trig.closed, 10) == (1008, "disabled")
+        assert await close_reason(gateway.ws_url, param="trigger_token", token=t) == (
+            1008,
+            "disabled",
+        )
+        r = await api.patch("/api/v1/triggers/t1", json={"enabled": True})
+        assert r.status_code == 200, r.text
+    again = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t)
+    assert (await again.request(signal()))["ok"] is True
+
+
+async def test_lifecycle_new_client_with_a_deleted_ones_name_gets_no_old_events(
+    gateway: Gateway,
+) -> None:
+    t = await gateway.add_trigger("t1")
+    await gateway.add_group("g1", ["t1"])
+    trig = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t)
+    for _ in range(3):
+        assert (await trig.request(signal()))["ok"] is True  # g1 is offline: kept for it
+    async with gateway.api() as api:
+        assert (await api.delete("/api/v1/trading-groups/g1")).status_code == 204
+        r = await api.post("/api/v1/trading-groups", json={"name": "g1", "triggers": ["t1"]})
+        assert r.status_code == 201, r.text
+    grp = await RawClient.connect(
+        gateway.ws_url, param="trading_group_token", token=r.json()["token"]
+    )
+    new = await trig.request(signal())
+    await eventually(lambda: len(grp.events) >= 1)
+    assert [e["id"] for e in grp.events] == [new["id"]]
