@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -250,3 +251,26 @@ class ExecutionServiceRow(_Timestamps, Base):
     trade_accounts: Mapped[list[TradeAccountRow]] = relationship(
         secondary="execution_service_accounts", lazy="selectin", order_by="TradeAccountRow.name"
     )
+
+
+# --------------------------------------------------------------------------- market data
+
+# NUMERIC keeps prices exactly as the exchange printed them (the store binds the
+# shortest decimal that round-trips the float); values come back as floats, which is
+# what indicators compute with.
+Price = Numeric(asdecimal=False)
+
+
+class CandleRow(Base):
+    """Closed OHLCV candles, one per market, timeframe and open time."""
+
+    __tablename__ = "candles"
+
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    open_time: Mapped[datetime] = mapped_column(primary_key=True)
+    open: Mapped[float] = mapped_column(Price)
+    high: Mapped[float] = mapped_column(Price)
+    low: Mapped[float] = mapped_column(Price)
+    close: Mapped[float] = mapped_column(Price)
+    volume: Mapped[float] = mapped_column(Price)
