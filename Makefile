@@ -39,7 +39,8 @@ schema: $(STAMP)
 	$(BIN)/ats schema > docs/protocol.schema.json
 
 bench: $(STAMP)
-	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/gateway.py $(BENCH_ARGS)
+	$(BIN)/python bench/indicators.py
 
 up:
 	docker compose up --build

@@ -367,6 +367,11 @@ class PhaseResult:
         return self.delivered / self.seconds
 
     @property
+    def server_us_per_event(self) -> float:
+        """Server CPU per delivered event: robust where the rate is not, on a busy host."""
+        return 1e6 * self.server_cpu / self.rate if self.rate else 0.0
+
+    @property
     def ack_rate(self) -> float:
         return self.acked / self.seconds
 

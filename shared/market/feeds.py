@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import ccxt  # type: ignore[import-untyped, unused-ignore]
-import ccxt.async_support as ccxt_async  # type: ignore[import-untyped, unused-ignore]
+import ccxt
+import ccxt.async_support as ccxt_async
 
 from shared.logging import get_logger
 from shared.market.candles import Candle, Gap, timeframe_delta, timeframe_seconds

@@ -61,7 +61,7 @@ from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pandas as pd
 import pandas_ta as ta
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import ccxt.async_support as ccxt_async  # type: ignore[import-untyped, unused-ignore]
+import ccxt.async_support as ccxt_async
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response

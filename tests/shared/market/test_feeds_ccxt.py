@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
-import ccxt  # type: ignore[import-untyped, unused-ignore]
+import ccxt
 import pytest
 
 from shared.market.candles import Gap
