@@ -349,7 +349,8 @@ async def profile_phase(load: Load, args: argparse.Namespace, server: Server, na
     py_spy = args.py_spy or shutil.which("py-spy")
     if py_spy is None:
         return "py-spy not found: pip install py-spy into a throwaway venv, pass --py-spy PATH"
-    out = Path(tempfile.gettempdir()) / f"ats-bench-{name}-{os.getpid()}.txt"
+    slug = name.replace("/", "-").replace("+", "-")
+    out = Path(tempfile.gettempdir()) / f"ats-bench-{slug}-{os.getpid()}.txt"
     console.print(f"  profiling the gateway with py-spy for {args.max_seconds:g} s")
     spy = await asyncio.create_subprocess_exec(
         py_spy,
