@@ -75,6 +75,17 @@ def run(
     asyncio.run(build_server(settings).serve())
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def trigger(ctx: typer.Context) -> None:
+    """Run a trigger: ats trigger KIND --symbol S --feed csv:PATH [--help]."""
+    from triggers.cli import app as trigger_app
+
+    trigger_app(ctx.args, prog_name="ats trigger")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to ATS_DATABASE_URL (default: the embedded SQLite file)."""

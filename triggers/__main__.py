@@ -1,0 +1,5 @@
+"""`python -m triggers KIND --symbol ... --feed ...`."""
+
+from triggers.cli import app
+
+app()
