@@ -46,33 +46,50 @@ def gateway(
 def run(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    speed: Annotated[
+        float, typer.Option(help="Replay speed of the shipped data (300 = a 5m candle a second).")
+    ] = 3000.0,
 ) -> None:
     """Run the whole system on embedded defaults (SQLite in ATS_DATA_DIR)."""
-    from gateway.server import build_server
+    from ats.run import DEMO_TRIGGERS, Supervisor
     from gateway.settings import GatewaySettings
     from shared.db.engine import upgrade_sync
 
-    _configure_logging("gateway")
+    _configure_logging("ats-run")
     settings = GatewaySettings(host=host, port=port)
     upgrade_sync(settings.resolved_database_url, settings.database_schema)
     api_key, created = settings.resolve_api_key()
     base = f"http://{host}:{port}"
-    console.rule("[bold]ATS gateway")
+    console.rule("[bold]ATS")
     console.print(f"database   {_safe_url(settings.resolved_database_url)}")
     console.print(f"REST API   {base}/api/v1   (docs: {base}/docs)")
     console.print(f"events     ws://{host}:{port}/ws/events")
     source = "generated now, saved in" if created else "from"
     where = "ATS_API_KEY" if settings.api_key else str(settings.data_dir / "api_key")
-    console.print(f"API key    {api_key}   ({source} {where})")
+    console.print(f"API key    {api_key}   ({source} {where})", highlight=False)
     console.print(
         f'try        curl -s -H "Authorization: Bearer {api_key}" '
-        "-H 'content-type: application/json' "
-        f'-X POST {base}/api/v1/triggers -d \'{{"name":"my-trigger"}}\'',
+        f"'{base}/api/v1/events?category=signal&order=desc&limit=5'",
         highlight=False,
         soft_wrap=True,
     )
+    console.print(
+        "demo       " + ", ".join(f"{t.name} ({t.kind} on {t.symbol})" for t in DEMO_TRIGGERS)
+    )
     console.rule()
-    asyncio.run(build_server(settings).serve())
+    supervisor = Supervisor(
+        host=host,
+        port=port,
+        data_dir=settings.data_dir.resolve(),
+        api_key=api_key,
+        console=console,
+        speed=speed,
+    )
+    try:
+        asyncio.run(supervisor.run())
+    except RuntimeError as e:
+        console.print(f"[red]error: {e}")
+        raise typer.Exit(1) from e
 
 
 @app.command(

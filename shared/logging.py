@@ -108,6 +108,8 @@ def configure_logging(
         lg.propagate = True
     # The access log would repeat every request; the gateway logs what matters itself.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: a poller would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _identity(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,34 @@ ATS = str(Path(sys.executable).with_name("ats"))
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_triggers() -> Iterator[None]:
+    """A failed test must not leave its trigger process running."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_trigger(
     gateway_url: str, token: str, kind: str, *args: str, log: Path
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ATS_TRIGGER_TOKEN": token, "ATS_LOG_JSON": "true"}
     with log.open("ab") as out:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [ATS, "trigger", kind, "--gateway-url", gateway_url, *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+    _started.append(proc)
+    return proc
 
 
 async def wait_exit(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
