@@ -10,13 +10,15 @@ load generator (`bench/wsload.py`) in this one. Targets:
             (default postgresql+asyncpg://postgres@127.0.0.1:5432/test; skipped when
             unreachable)
 
-Scenarios per target: a fixed rate (default 1,000 events/s) for latency, then the
-maximum rate (the publisher keeps at most `--window` events undelivered) for
-throughput. Gateway subscribers ack cumulatively every 100 events or 50 ms.
+Scenarios: a fixed rate (default 1,000 events/s) for latency, and the maximum rate
+(the publisher keeps at most `--window` events undelivered) for throughput. The
+targets run side by side and take turns, scenario by scenario, for `--rounds` rounds;
+the table shows the median round. Gateway subscribers ack cumulatively every 100
+events or 50 ms.
 
-    .venv/bin/python bench/gateway.py            # the full run, about 2.5 minutes
-    .venv/bin/python bench/gateway.py --quick    # a smoke run, under a minute
-    .venv/bin/python bench/gateway.py --profile  # then py-spy the gateway at max rate
+    .venv/bin/python bench/gateway.py            # the full run, about 2 minutes
+    .venv/bin/python bench/gateway.py --quick    # a smoke run, about 30 s
+    .venv/bin/python bench/gateway.py --profile  # then py-spy each gateway at max rate
 
 Other ATS_* variables in the environment reach the gateway, so a setting can be tried
 without editing code: `ATS_PERSIST_BATCH_MAX=100 make bench`.
@@ -39,6 +41,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,52 +255,58 @@ def postgres_pids() -> list[int]:
 
 @dataclass
 class TargetResult:
+    """Every round of every scenario of one target; the table shows the median round."""
+
     name: str
-    phases: dict[str, PhaseResult] = field(default_factory=dict)
-    note: str = ""
+    rounds: dict[str, list[PhaseResult]] = field(default_factory=dict)
     profile: str = ""
 
-
-async def drive(load: Load, args: argparse.Namespace, result: TargetResult, server: Server) -> None:
-    console.print(f"[bold]{result.name}[/]: warm-up {args.warmup:g} s", highlight=False)
-    await load.run("warmup", args.warmup, args.rate)
-    console.print(f"  {args.rate:g} events/s for {args.fixed_seconds:g} s", highlight=False)
-    result.phases[FIXED] = await load.run(FIXED, args.fixed_seconds, args.rate)
-    console.print(f"  maximum rate for {args.max_seconds:g} s", highlight=False)
-    result.phases[MAX] = await load.run(MAX, args.max_seconds, None)
-    if args.profile and result.name != "relay":
-        result.profile = await profile_phase(load, args, server, result.name)
+    def phase(self, scenario: str) -> PhaseResult | None:
+        """The median round: by rate at the maximum, by p99 at a fixed rate."""
+        rounds = self.rounds.get(scenario)
+        if not rounds:
+            return None
+        if scenario == MAX:
+            return sorted(rounds, key=lambda p: p.rate)[len(rounds) // 2]
+        return sorted(rounds, key=lambda p: p.percentile(99) or 0.0)[len(rounds) // 2]
 
 
-async def run_relay(args: argparse.Namespace, workdir: Path) -> TargetResult:
-    result = TargetResult("relay")
+@dataclass
+class Target:
+    """A running server with its load generator connected."""
+
+    result: TargetResult
+    server: Server
+    load: Load
+
+
+async def open_relay(args: argparse.Namespace, workdir: Path, stack: AsyncExitStack) -> Target:
     server = await start_relay(workdir)
-    try:
-        load = await Load.connect(
-            HOST,
-            server.port,
-            publisher_paths=["/ws?role=pub"] * args.publishers,
-            subscriber_paths=["/ws?role=sub"] * SUBSCRIBERS,
-            expect_hello=False,
-            window=args.window,
-            server_pids=lambda: [server.pid],
-            deflate=args.deflate,
-        )
-        try:
-            await drive(load, args, result, server)
-        finally:
-            load.close()
-    finally:
-        await server.stop()
-    return result
+    stack.push_async_callback(server.stop)
+    load = await Load.connect(
+        HOST,
+        server.port,
+        publisher_paths=["/ws?role=pub"] * args.publishers,
+        subscriber_paths=["/ws?role=sub"] * SUBSCRIBERS,
+        expect_hello=False,
+        window=args.window,
+        server_pids=lambda: [server.pid],
+        deflate=args.deflate,
+    )
+    stack.callback(load.close)
+    return Target(TargetResult("relay"), server, load)
 
 
-async def run_gateway(
-    name: str, url: str, schema: str | None, args: argparse.Namespace, workdir: Path
-) -> TargetResult:
-    """Run `name`: `sqlite` or `postgres`, or either with experiment patches after a
+async def open_gateway(
+    name: str,
+    url: str,
+    schema: str | None,
+    args: argparse.Namespace,
+    workdir: Path,
+    stack: AsyncExitStack,
+) -> Target:
+    """Start `name`: `sqlite` or `postgres`, or either with experiment patches after a
     slash (`postgres/pg-persist+metric-children`, see bench/experiment.py)."""
-    result = TargetResult(name)
     patches = [p for p in name.partition("/")[2].split("+") if p]
     tokens = await provision(url, schema, args.publishers)
     env = gateway_env(
@@ -308,27 +317,52 @@ async def run_gateway(
         window=args.window,
     )
     server = await start_gateway(env, workdir, patches)
+    stack.push_async_callback(server.stop)
+    load = await Load.connect(
+        HOST,
+        server.port,
+        publisher_paths=[f"/ws/events?trigger_token={t}" for t in tokens.trigger_tokens],
+        subscriber_paths=[f"/ws/events?trading_group_token={t}" for t in tokens.group_tokens],
+        expect_hello=True,
+        window=args.window,
+        server_pids=lambda: [server.pid],
+        db_pids=postgres_pids if name.startswith("postgres") else None,
+        deflate=args.deflate,
+    )
+    stack.callback(load.close)
+    return Target(TargetResult(name), server, load)
+
+
+async def run_rounds(targets: list[Target], args: argparse.Namespace) -> None:
+    """Warm every target up, then run the scenarios round by round, the targets taking
+    turns, so a disturbance in the middle of the run hits them all alike."""
+    for t in targets:
+        await run_phase(t, "warmup", args.warmup, args.rate)
+    for r in range(args.rounds):
+        console.print(f"round {r + 1}/{args.rounds}", highlight=False)
+        for scenario, seconds, rate in (
+            (FIXED, args.fixed_seconds, args.rate),
+            (MAX, args.max_seconds, None),
+        ):
+            for t in targets:
+                phase = await run_phase(t, scenario, seconds, rate)
+                t.result.rounds.setdefault(scenario, []).append(phase)
+                console.print(
+                    f"  {t.result.name:<24} {scenario:<5} {phase.rate:8,.0f} events/s  "
+                    f"p99 {_ms(phase.percentile(99))} ms  other CPU {phase.other_cpu:.0%}",
+                    highlight=False,
+                )
+    if args.profile:
+        for t in targets:
+            if t.result.name != "relay":
+                t.result.profile = await profile_phase(t.load, args, t.server, t.result.name)
+
+
+async def run_phase(t: Target, scenario: str, seconds: float, rate: float | None) -> PhaseResult:
     try:
-        load = await Load.connect(
-            HOST,
-            server.port,
-            publisher_paths=[f"/ws/events?trigger_token={t}" for t in tokens.trigger_tokens],
-            subscriber_paths=[f"/ws/events?trading_group_token={t}" for t in tokens.group_tokens],
-            expect_hello=True,
-            window=args.window,
-            server_pids=lambda: [server.pid],
-            db_pids=postgres_pids if name.startswith("postgres") else None,
-            deflate=args.deflate,
-        )
-        try:
-            await drive(load, args, result, server)
-        finally:
-            load.close()
+        return await t.load.run(scenario, seconds, rate)
     except Exception as e:
-        raise RuntimeError(f"{name}: {e}\ngateway log:\n{server.tail()}") from e
-    finally:
-        await server.stop()
-    return result
+        raise RuntimeError(f"{t.result.name}: {e}\nserver log:\n{t.server.tail()}") from e
 
 
 async def postgres_reachable(url: str) -> str | None:
@@ -438,7 +472,8 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
     relay = next((r for r in results if r.name == "relay"), None)
     table = Table(
         title=f"{args.publishers} publisher(s) -> server -> {SUBSCRIBERS} subscribers, "
-        f"window {args.window}" + (", permessage-deflate" if args.deflate else "")
+        f"window {args.window}, median of {args.rounds} round(s)"
+        + (", permessage-deflate" if args.deflate else "")
     )
     for col in (
         "target",
@@ -458,13 +493,17 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
     ):
         table.add_column(col, justify="left" if col in ("target", "scenario") else "right")
     for r in results:
-        for key, phase in r.phases.items():
-            ref = relay.phases.get(key) if relay else None
-            label = f"{phase.sent / phase.seconds:,.0f}/s" if key == FIXED else "max"
+        for scenario in (FIXED, MAX):
+            phase = r.phase(scenario)
+            if phase is None:
+                continue
+            ref = relay.phase(scenario) if relay else None
+            rates = [p.rate for p in r.rounds[scenario]]
+            spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
             table.add_row(
                 r.name,
-                label,
-                f"{phase.rate:,.0f}",
+                f"{args.rate:,.0f}/s" if scenario == FIXED else "max",
+                f"{phase.rate:,.0f}" + (spread if scenario == MAX else ""),
                 f"{phase.ack_rate:,.0f}" if r.name != "relay" else "-",
                 _ms(phase.percentile(50)),
                 _ms(phase.percentile(99)),
@@ -475,7 +514,8 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
                 f"{100 * phase.client_cpu:.0f}%",
                 "-" if phase.db_cpu is None else f"{100 * phase.db_cpu:.0f}%",
                 f"{100 * phase.other_cpu:.0f}%",
-                f"{phase.lost}/{phase.rejected}",
+                f"{sum(p.lost for p in r.rounds[scenario])}"
+                f"/{sum(p.rejected for p in r.rounds[scenario])}",
             )
     return table
 
@@ -483,47 +523,48 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
 def goals(results: Sequence[TargetResult]) -> list[str]:
     by_name = {r.name: r for r in results}
     relay, pg = by_name.get("relay"), by_name.get("postgres")
-    if pg is None or relay is None or MAX not in pg.phases or MAX not in relay.phases:
+    relay_max = relay.phase(MAX) if relay else None
+    pg_max, pg_fixed = (pg.phase(MAX), pg.phase(FIXED)) if pg else (None, None)
+    if relay_max is None or pg_max is None or pg_fixed is None:
         return ["goals: not judged (needs the relay and PostgreSQL in the same run)"]
-    ratio = pg.phases[MAX].rate / relay.phases[MAX].rate
-    p99 = pg.phases[FIXED].percentile(99)
-    fixed_rate = pg.phases[FIXED].sent / pg.phases[FIXED].seconds
-    out = [
+    ratio = pg_max.rate / relay_max.rate
+    p99 = pg_fixed.percentile(99)
+    fixed_rate = pg_fixed.sent / pg_fixed.seconds
+    return [
         f"goal: PostgreSQL max rate >= {GOAL_RATE_RATIO:.0%} of the relay's: {ratio:.1%} "
         + ("[green]MET[/]" if ratio >= GOAL_RATE_RATIO else "[red]NOT MET[/]"),
         f"goal: PostgreSQL p99 < {GOAL_P99_MS:g} ms at {fixed_rate:,.0f} events/s: {_ms(p99)} ms "
         + ("[green]MET[/]" if p99 is not None and p99 < GOAL_P99_MS else "[red]NOT MET[/]"),
     ]
-    return out
+
+
+def _phase_json(p: PhaseResult) -> dict[str, Any]:
+    return {
+        "seconds": round(p.seconds, 3),
+        "sent": p.sent,
+        "events_per_s": round(p.rate, 1),
+        "acks_per_s": round(p.ack_rate, 1),
+        "p50_ms": p.percentile(50),
+        "p99_ms": p.percentile(99),
+        "p999_ms": p.percentile(99.9),
+        "lost": p.lost,
+        "rejected": p.rejected,
+        "server_cpu": round(p.server_cpu, 3),
+        "server_us_per_event": round(p.server_us_per_event, 1),
+        "client_cpu": round(p.client_cpu, 3),
+        "db_cpu": None if p.db_cpu is None else round(p.db_cpu, 3),
+        "other_cpu": round(p.other_cpu, 3),
+    }
 
 
 def to_json(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "args": {k: v for k, v in vars(args).items() if k != "json"},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "targets": {
             r.name: {
-                "note": r.note,
-                "phases": {
-                    k: {
-                        "seconds": round(p.seconds, 3),
-                        "sent": p.sent,
-                        "events_per_s": round(p.rate, 1),
-                        "acks_per_s": round(p.ack_rate, 1),
-                        "p50_ms": p.percentile(50),
-                        "p99_ms": p.percentile(99),
-                        "p999_ms": p.percentile(99.9),
-                        "lost": p.lost,
-                        "rejected": p.rejected,
-                        "server_cpu": round(p.server_cpu, 3),
-                        "server_us_per_event": round(p.server_us_per_event, 1),
-                        "client_cpu": round(p.client_cpu, 3),
-                        "db_cpu": None if p.db_cpu is None else round(p.db_cpu, 3),
-                        "other_cpu": round(p.other_cpu, 3),
-                    }
-                    for k, p in r.phases.items()
-                },
+                scenario: [_phase_json(p) for p in rounds] for scenario, rounds in r.rounds.items()
             }
             for r in results
         },
@@ -539,8 +580,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="short phases: a smoke run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
-    parser.add_argument("--fixed-seconds", type=float, default=15.0)
-    parser.add_argument("--max-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of both scenarios, the targets taking turns (3)"
+    )
+    parser.add_argument("--fixed-seconds", type=float, default=6.0, help="per round")
+    parser.add_argument("--max-seconds", type=float, default=6.0, help="per round")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s of the fixed phase")
     parser.add_argument(
         "--window", type=int, default=500, help="most events undelivered at once (max phase)"
@@ -564,37 +608,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.warmup, args.fixed_seconds, args.max_seconds = 1.0, 3.0, 3.0
+    args.rounds = args.rounds or (1 if args.quick else 3)
     return args
 
 
 async def amain(args: argparse.Namespace) -> list[TargetResult]:
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = {t for t in targets if t.partition("/")[0] not in ("relay", "sqlite", "postgres")}
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = {t for t in names if t.partition("/")[0] not in ("relay", "sqlite", "postgres")}
     if unknown:
         raise SystemExit(f"unknown target(s) {sorted(unknown)}: use relay, sqlite, postgres")
     pg_url = os.environ.get("ATS_BENCH_DATABASE_URL", DEFAULT_PG_URL)
-    results: list[TargetResult] = []
+    pg_down = None
+    if any(n.startswith("postgres") for n in names):
+        pg_down = await postgres_reachable(pg_url)
+        if pg_down is not None:
+            console.print(
+                f"[yellow]PostgreSQL skipped: {pg_url} is unreachable ({pg_down}); set "
+                "ATS_BENCH_DATABASE_URL to a server the bench may create a schema on[/]"
+            )
+    targets: list[Target] = []
     with tempfile.TemporaryDirectory(prefix="ats-bench-") as tmp:
         workdir = Path(tmp)
-        for i, target in enumerate(targets):
-            kind = target.partition("/")[0]
-            if kind == "relay":
-                results.append(await run_relay(args, workdir))
-            elif kind == "sqlite":
-                url = f"sqlite+aiosqlite:///{workdir / f'bench-{i}.db'}"
-                results.append(await run_gateway(target, url, None, args, workdir))
-            else:
-                why = await postgres_reachable(pg_url)
-                if why is not None:
-                    console.print(
-                        f"[yellow]PostgreSQL skipped: {pg_url} is unreachable ({why}); "
-                        "set ATS_BENCH_DATABASE_URL to a server the bench may create a "
-                        "schema on[/]"
-                    )
-                    continue
-                async with pg_schema(pg_url) as schema:
-                    results.append(await run_gateway(target, pg_url, schema, args, workdir))
-    return results
+        async with AsyncExitStack() as stack:
+            for i, name in enumerate(names):
+                kind = name.partition("/")[0]
+                if kind == "relay":
+                    targets.append(await open_relay(args, workdir, stack))
+                elif kind == "sqlite":
+                    url = f"sqlite+aiosqlite:///{workdir / f'bench-{i}.db'}"
+                    targets.append(await open_gateway(name, url, None, args, workdir, stack))
+                elif pg_down is None:
+                    schema = await stack.enter_async_context(pg_schema(pg_url))
+                    targets.append(await open_gateway(name, pg_url, schema, args, workdir, stack))
+            await run_rounds(targets, args)
+    return [t.result for t in targets]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -604,11 +651,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(render(results, args))
     for line in goals(results):
         console.print(line)
-    busy = max((p.other_cpu for r in results for p in r.phases.values()), default=0.0)
+    busy = max(
+        (p.other_cpu for r in results for rounds in r.rounds.values() for p in rounds),
+        default=0.0,
+    )
     if busy > BUSY_WARNING:
         console.print(
             f"[yellow]note: other processes kept up to {busy:.0%} of a core busy during a "
-            "phase; on a 2-core machine that skews every number: rerun when it is idle[/]"
+            "phase; on a 2-core machine that skews the numbers: compare the rounds, or "
+            "rerun when the machine is idle[/]"
         )
     for r in results:
         if r.profile:
