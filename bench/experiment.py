@@ -1,20 +1,21 @@
 """Run `ats gateway` with prototype changes patched in, to measure a proposal first.
 
-The bench runs a target spelled `postgres/pg-persist` through this launcher instead of
+The bench runs a target spelled `postgres/one-statement` through this launcher instead of
 the `ats` script: it applies the named patches, then hands over to the CLI. Nothing
 here is used by the gateway itself; a patch that pays off is proposed for the real
 module (see docs/PERFORMANCE.md) and deleted here once it lands.
 
-    python bench/experiment.py pg-persist [more patches] -- gateway [ats args]
+    python bench/experiment.py one-statement [more patches] -- gateway [ats args]
 
 Patches:
-  pg-persist  on PostgreSQL, store each batch with one statement on a connection held
-              by the writer, through asyncpg directly: `INSERT ... SELECT FROM
-              unnest($1::text[], ...) ON CONFLICT (id) DO NOTHING RETURNING id, seq`.
-              One prepared statement for every batch size, no BEGIN/COMMIT round
-              trips (a single statement commits atomically), no pool checkout or
-              pre-ping, no SELECT for known ids (a conflict says it), no SQLAlchemy
-              compilation per batch.
+  one-statement  store each batch of events with one statement, in autocommit (a single
+              statement is atomic), on a connection the writer holds, through the
+              driver: no pool checkout, pre-ping or reset, no BEGIN/COMMIT round trips,
+              no SELECT for known ids (`ON CONFLICT (id) DO NOTHING RETURNING id, seq`
+              says which were new), no SQLAlchemy compilation per batch.
+              PostgreSQL: `INSERT ... SELECT FROM unnest($1::varchar[], ...)`, one
+              prepared statement for every batch size. SQLite: a multi-row VALUES
+              insert through aiosqlite's `execute_fetchall`, one thread hop per batch.
   metric-children  cache the Prometheus children per category instead of calling
               `.labels()` for every frame.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,16 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id, seq
 """
 _KNOWN_IDS = "SELECT id, seq FROM events WHERE id = ANY($1::varchar[])"
+_SQLITE_INSERT_EVENTS = """
+INSERT INTO events (id, category, source, symbol, correlation_id, causation_id, ts,
+                    received_at, recipients, body)
+VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id, seq
+"""
+_SQLITE_UPSERT_CURSORS = """
+INSERT INTO client_cursors (principal, seq, updated_at) VALUES {}
+ON CONFLICT (principal) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at
+WHERE client_cursors.seq < excluded.seq
+"""
 _UPSERT_CURSORS = """
 INSERT INTO client_cursors (principal, seq, updated_at)
 SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::timestamptz[])
@@ -51,8 +63,8 @@ WHERE client_cursors.seq < excluded.seq
 """
 
 
-class PgPersister(Persister):
-    """`Persister` with the PostgreSQL hot path on asyncpg (see `pg-persist` above)."""
+class OneStatementPersister(Persister):
+    """`Persister` storing a batch of events in one statement (`one-statement` above)."""
 
     _held: Any = None  # the SQLAlchemy AsyncConnection kept checked out
     _pg: Any = None  # its asyncpg connection
@@ -62,6 +74,8 @@ class PgPersister(Persister):
             self._held = await self._engine.connect()
             raw = await self._held.get_raw_connection()
             self._pg = raw.driver_connection
+            if self._dialect == "sqlite":
+                self._pg.isolation_level = None  # autocommit: the statement is the unit
         return self._pg
 
     async def _drop_driver(self) -> None:
@@ -75,7 +89,7 @@ class PgPersister(Persister):
     async def _commit(
         self, batch: list[PendingEvent | PendingLog], cursors: dict[str, int]
     ) -> None:
-        if self._dialect != "postgresql" or any(isinstance(b, PendingLog) for b in batch):
+        if any(isinstance(b, PendingLog) for b in batch):
             await super()._commit(batch, cursors)
             return
         events = [b for b in batch if isinstance(b, PendingEvent)]
@@ -90,6 +104,10 @@ class PgPersister(Persister):
         started = time.perf_counter()
         now = utcnow()
         returned: dict[str, int] = {}
+        if self._dialect == "sqlite":
+            returned, known = await self._store_sqlite(pg, events, cursors, now)
+            self._finish(events, returned, known, started)
+            return
         if events:
             rows = await pg.fetch(
                 _INSERT_EVENTS,
@@ -109,15 +127,58 @@ class PgPersister(Persister):
             await pg.execute(
                 _UPSERT_CURSORS, list(cursors), list(cursors.values()), [now] * len(cursors)
             )
+        missing = [e.id for e in events if e.id not in returned]
+        known = {r["id"]: r["seq"] for r in await pg.fetch(_KNOWN_IDS, missing)} if missing else {}
+        self._finish(events, returned, known, started)
+
+    async def _store_sqlite(
+        self, conn: Any, events: list[PendingEvent], cursors: dict[str, int], now: datetime
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        returned: dict[str, int] = {}
+        known: dict[str, int] = {}
+        received = _sqlite_time(now)
+        if events:
+            params: list[Any] = []
+            for e in events:
+                params += (
+                    e.id,
+                    e.category,
+                    e.source,
+                    e.symbol,
+                    e.correlation_id,
+                    e.causation_id,
+                    _sqlite_time(e.ts),
+                    received,
+                    " " + " ".join(e.recipients) + " ",
+                    e.body,
+                )
+            values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * len(events))
+            rows = await conn.execute_fetchall(_SQLITE_INSERT_EVENTS.format(values), params)
+            returned = {r[0]: r[1] for r in rows}
+            missing = [e.id for e in events if e.id not in returned]
+            if missing:
+                marks = ",".join("?" * len(missing))
+                sql = f"SELECT id, seq FROM events WHERE id IN ({marks})"  # noqa: S608
+                known = {r[0]: r[1] for r in await conn.execute_fetchall(sql, missing)}
+        if cursors:
+            values = ",".join(["(?,?,?)"] * len(cursors))
+            flat = [v for p, q in cursors.items() for v in (p, q, received)]
+            await conn.execute_fetchall(_SQLITE_UPSERT_CURSORS.format(values), flat)
+        return returned, known
+
+    def _finish(
+        self,
+        events: list[PendingEvent],
+        returned: dict[str, int],
+        known: dict[str, int],
+        started: float,
+    ) -> None:
         self._metrics.persist_seconds.observe(time.perf_counter() - started)
         self._metrics.persist_batch_size.observe(len(events))
-
         results: list[Committed] = []
         new_events: list[PendingEvent] = []
         new_results: list[Committed] = []
         seen: set[str] = set()
-        missing = [e.id for e in events if e.id not in returned]
-        known = {r["id"]: r["seq"] for r in await pg.fetch(_KNOWN_IDS, missing)} if missing else {}
         for e in events:
             if e.id in returned and e.id not in seen:
                 outcome = Committed(seq=returned[e.id], duplicate=False)
@@ -171,12 +232,17 @@ def _metric_children() -> None:
     hub_module.Hub.__init__ = init  # type: ignore[method-assign]
 
 
-def _pg_persist() -> None:
-    hub_module.Persister = PgPersister  # type: ignore[attr-defined]
+def _sqlite_time(ts: datetime) -> str:
+    """How SQLAlchemy stores a UTCDateTime in SQLite: naive UTC, microseconds."""
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _one_statement() -> None:
+    hub_module.Persister = OneStatementPersister  # type: ignore[attr-defined]
 
 
 PATCHES: dict[str, Callable[[], None]] = {
-    "pg-persist": _pg_persist,
+    "one-statement": _one_statement,
     "metric-children": _metric_children,
 }
 

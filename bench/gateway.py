@@ -306,7 +306,7 @@ async def open_gateway(
     stack: AsyncExitStack,
 ) -> Target:
     """Start `name`: `sqlite` or `postgres`, or either with experiment patches after a
-    slash (`postgres/pg-persist+metric-children`, see bench/experiment.py)."""
+    slash (`postgres/one-statement+metric-children`, see bench/experiment.py)."""
     patches = [p for p in name.partition("/")[2].split("+") if p]
     tokens = await provision(url, schema, args.publishers)
     env = gateway_env(
@@ -385,7 +385,7 @@ async def profile_phase(load: Load, args: argparse.Namespace, server: Server, na
         return "py-spy not found: pip install py-spy into a throwaway venv, pass --py-spy PATH"
     slug = name.replace("/", "-").replace("+", "-")
     out = Path(tempfile.gettempdir()) / f"ats-bench-{slug}-{os.getpid()}.txt"
-    console.print(f"  profiling the gateway with py-spy for {args.max_seconds:g} s")
+    console.print(f"  profiling {name} with py-spy for {args.max_seconds:g} s")
     spy = await asyncio.create_subprocess_exec(
         py_spy,
         "record",
@@ -404,7 +404,7 @@ async def profile_phase(load: Load, args: argparse.Namespace, server: Server, na
         stderr=asyncio.subprocess.PIPE,
     )
     await asyncio.sleep(0.5)  # py-spy attaches
-    phase = await load.run("profiled", args.max_seconds, None)
+    phase = await load.run("profiled", args.max_seconds, args.profile_rate)
     _, err = await spy.communicate()
     if spy.returncode != 0 or not out.exists():
         return f"py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}"
@@ -462,10 +462,10 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _ratio(v: float | None, ref: float | None) -> str:
+def _ratio(v: float | None, ref: float | None, what: str) -> str:
     if v is None or not ref:
         return "-"
-    return f"{v / ref:.2f}x"
+    return f"{what} {v / ref:.2f}x"
 
 
 def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
@@ -479,11 +479,11 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
         "target",
         "scenario",
         "events/s",
+        "range",
         "acks/s",
         "p50 ms",
         "p99 ms",
-        "rate/relay",
-        "p99/relay",
+        "vs relay",
         "server CPU",
         "server µs/ev",
         "client CPU",
@@ -491,7 +491,11 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
         "other CPU",
         "lost/rej",
     ):
-        table.add_column(col, justify="left" if col in ("target", "scenario") else "right")
+        table.add_column(
+            col,
+            justify="left" if col in ("target", "scenario") else "right",
+            no_wrap=col == "target",
+        )
     for r in results:
         for scenario in (FIXED, MAX):
             phase = r.phase(scenario)
@@ -499,16 +503,19 @@ def render(results: Sequence[TargetResult], args: argparse.Namespace) -> Table:
                 continue
             ref = relay.phase(scenario) if relay else None
             rates = [p.rate for p in r.rounds[scenario]]
-            spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
+            if scenario == FIXED:
+                versus = _ratio(phase.percentile(99), ref.percentile(99) if ref else None, "p99")
+            else:
+                versus = _ratio(phase.rate, ref.rate if ref else None, "rate")
             table.add_row(
                 r.name,
                 f"{args.rate:,.0f}/s" if scenario == FIXED else "max",
-                f"{phase.rate:,.0f}" + (spread if scenario == MAX else ""),
+                f"{phase.rate:,.0f}",
+                f"{min(rates):,.0f}-{max(rates):,.0f}" if scenario == MAX else "",
                 f"{phase.ack_rate:,.0f}" if r.name != "relay" else "-",
                 _ms(phase.percentile(50)),
                 _ms(phase.percentile(99)),
-                _ratio(phase.rate, ref.rate if ref else None),
-                _ratio(phase.percentile(99), ref.percentile(99) if ref else None),
+                versus,
                 f"{100 * phase.server_cpu:.0f}%",
                 f"{phase.server_us_per_event:.0f}",
                 f"{100 * phase.client_cpu:.0f}%",
@@ -599,11 +606,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--targets",
         default="relay,sqlite,postgres",
         help="comma-separated: relay, sqlite, postgres; a gateway target may name "
-        "experiment patches after a slash: postgres/pg-persist (bench/experiment.py)",
+        "experiment patches after a slash: postgres/one-statement (bench/experiment.py)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy each gateway at max rate")
     parser.add_argument("--py-spy", help="path to py-spy (default: on PATH)")
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument(
+        "--profile-rate",
+        type=float,
+        help="events/s while profiling (default: the maximum rate)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.quick:
