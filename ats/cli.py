@@ -103,6 +103,17 @@ def trigger(ctx: typer.Context) -> None:
     trigger_app(ctx.args, prog_name="ats trigger")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def group(ctx: typer.Context) -> None:
+    """Run a trading group: ats group algo [--strategy S --params JSON --feed SYM=FEED] [--help]."""
+    from trading_groups.cli import app as group_app
+
+    group_app(ctx.args, prog_name="ats group")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to ATS_DATABASE_URL (default: the embedded SQLite file)."""

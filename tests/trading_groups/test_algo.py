@@ -1,0 +1,121 @@
+"""An algorithmic group as a real process, fed by a real trigger process through a real
+gateway on the shipped data: the decisions it must take are taken, with their cause."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
+from tests.gateway.ws.wsclient import RawClient
+from tests.shared.kernel.test_strategy import expected_sma_trades
+
+ATS = str(Path(sys.executable).with_name("ats"))
+ROOT = Path(__file__).resolve().parents[2]
+_procs: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    yield
+    while _procs:
+        p = _procs.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [ATS, *args],
+            env={**os.environ, "ATS_LOG_JSON": "true", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    _procs.append(proc)
+    return proc
+
+
+async def test_algo_group_takes_the_sma_cross_decisions_with_causation(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    trig_token = await gateway.add_trigger("sma-eth")
+    group_token = await gateway.add_group("momentum", ["sma-eth"])
+    await gateway.add_account("paper-1", ["momentum"])
+    exec_token = await gateway.add_execution("exec-1", ["paper-1"])
+    execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
+    watcher = await RawClient.connect(
+        gateway.ws_url, param="trading_group_token", token=group_token
+    )
+    await watcher.close()  # only to prove the token works; the group process uses it now
+
+    group = spawn(
+        [
+            "group", "algo", "--gateway-url", gateway.ws_url,
+            "--strategy", "sma_cross", "--params", json.dumps({"fast": 10, "slow": 30}),
+            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
+        ],
+        {"ATS_TRADING_GROUP_TOKEN": group_token},
+        tmp_path / "group.log",
+    )  # fmt: skip
+    trigger = spawn(
+        [
+            "trigger", "ma_cross", "--gateway-url", gateway.ws_url,
+            "--symbol", "ETH/BTC", "--feed", "csv:data/ETH-BTC_5m.csv",
+            "--params", json.dumps({"fast": 10, "slow": 30}),
+        ],
+        {"ATS_TRIGGER_TOKEN": trig_token},
+        tmp_path / "trigger.log",
+    )  # fmt: skip
+    assert await asyncio.wait_for(asyncio.to_thread(trigger.wait), 60 * TIMEOUT_FACTOR) == 0
+    want = expected_sma_trades(10, 30)
+    await eventually(
+        lambda: len(execution.events) >= len(want),
+        timeout=60,
+        message=f"{len(want)} decisions (log: {tmp_path / 'group.log'})",
+    )
+    got = [
+        (
+            e["payload"]["candle_time"].replace("Z", "+00:00"),
+            e["payload"]["action"],
+        )  # as pandas prints
+        for e in execution.events
+    ]
+    assert got == want
+    # Every decision names the signal it answers, and that signal is the trigger's.
+    async with gateway.api() as api:
+        signals = {
+            e["id"]: e
+            for e in (
+                await api.get("/api/v1/events", params={"category": "signal", "limit": 1000})
+            ).json()["items"]
+        }
+        logs = (
+            await api.get(
+                "/api/v1/logs",
+                params={
+                    "code": "TRADING_GROUP_DISCUSSION_LOG",
+                    "source": "trading_group:momentum",
+                    "limit": 1000,
+                },
+            )
+        ).json()["items"]
+    for d in execution.events:
+        cause = signals[d["trace"]["causation_id"]]
+        assert cause["payload"]["candle_time"] == d["payload"]["candle_time"]
+        assert d["trace"]["correlation_id"] == cause["trace"]["correlation_id"]
+        assert d["source"] == "trading_group:momentum"
+    # The reasoning of every signal, HOLDs included, is in the persisted discussion.
+    assert len(logs) >= len(signals)
+    assert any("crossed above" in item["message"] for item in logs)
+    group.terminate()
+    assert await asyncio.wait_for(asyncio.to_thread(group.wait), 30) == 0
