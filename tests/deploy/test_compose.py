@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
+from shared.config import ClientSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -29,7 +30,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 #: The settings class each `ats` command reads; add a service's class when it lands.
-SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {"gateway": GatewaySettings}
+SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "trigger": ClientSettings,
+}
 
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
 
@@ -62,6 +66,25 @@ def interpolate(value: str, env: dict[str, str]) -> str:
         return ""
 
     return _VAR.sub(sub, value)
+
+
+def trigger_services() -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in our_services().items() if svc["command"][0] == "trigger"}
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def strings(node: Any) -> list[str]:
+    """Every string value in a parsed YAML document."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return []
 
 
 def run_ats(*args: str) -> subprocess.CompletedProcess[str]:
@@ -221,3 +244,53 @@ def test_compose_gateway_waits_for_healthy_postgres_and_reports_ready() -> None:
     assert interpolate(gateway["environment"]["ATS_DATABASE_URL"], {}).startswith(
         "postgresql+asyncpg://"
     )
+
+
+def test_compose_trigger_services_exist_and_wait_for_a_healthy_gateway() -> None:
+    triggers = trigger_services()
+
+    assert {option(svc["command"], "--symbol") for svc in triggers.values()} >= {
+        "ETH/BTC",
+        "LTC/BTC",
+    }
+    for name, svc in triggers.items():
+        assert svc["depends_on"]["gateway"]["condition"] == "service_healthy", name
+        assert svc["restart"] == "on-failure", name
+        # The image's HEALTHCHECK probes the gateway's HTTP port; a trigger has none.
+        assert svc["healthcheck"] == {"disable": True}, name
+
+
+def test_compose_trigger_services_connect_to_the_gateway_service_port() -> None:
+    gateway = compose()["services"]["gateway"]
+    port = option(gateway["command"], "--port")
+
+    for name, svc in trigger_services().items():
+        assert svc["environment"]["ATS_GATEWAY_URL"] == f"ws://gateway:{port}/ws/events", name
+
+
+def test_compose_trigger_feeds_are_shipped_files_mounted_read_only() -> None:
+    for name, svc in trigger_services().items():
+        feed = option(svc["command"], "--feed")
+        assert feed.startswith("csv:/"), f"{name}: replay an absolute csv: path in the container"
+        path = feed.removeprefix("csv:")
+        mounts = [v.split(":") for v in svc.get("volumes", [])]
+        host = [
+            ROOT / src / Path(path).relative_to(dst)
+            for src, dst, *mode in mounts
+            if Path(path).is_relative_to(dst) and mode == ["ro"]
+        ]
+        assert host, f"{name}: {path} is not under a read-only mount of the repository"
+        assert host[0].is_file(), f"{name}: {path} is {host[0]} on the host, which does not exist"
+
+
+def test_compose_trigger_tokens_are_not_required_to_start_the_gateway() -> None:
+    # Compose interpolates every service, whatever the profiles, before it selects
+    # any (docker/compose#11977): a `${TOKEN:?}` would block `make up` before the
+    # gateway exists to issue the tokens.
+    secrets = {"ATS_API_KEY": "k" * 43, "ATS_SECRET_KEY": Fernet.generate_key().decode()}
+
+    for value in strings(compose()):
+        interpolate(value, secrets)
+    for name, svc in trigger_services().items():
+        assert "triggers" in svc.get("profiles", []), f"{name}: put it in the triggers profile"
+        assert interpolate(svc["environment"]["ATS_TRIGGER_TOKEN"], {}) == ""

@@ -1,30 +1,47 @@
-"""The protocol examples as their readers run them: real processes against a real gateway.
+"""The examples as their readers run them: real processes against a real gateway.
 
-The Python example runs under this interpreter (it needs only `websockets`); the Node
-example runs when `node` and `npm` are installed and `npm install` can fetch `ws`.
-PROTOCOL.md shows the examples in full, so it must stay identical to the files.
+The plain-websockets Python example runs under this interpreter (it needs only
+`websockets`); the Node example runs when `node` and `npm` are installed and
+`npm install` can fetch `ws`. The SDK trigger and the custom rule run from the
+repository, as TRIGGERS.md tells readers to run them. PROTOCOL.md and TRIGGERS.md show
+examples in full, so they must stay identical to the files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
+import pandas as pd
+import pandas_ta as ta
 import pytest
 
 from shared.events import client_frame_adapter, server_frame_adapter
+from shared.market.feeds import read_candles_csv
 from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
 from tests.gateway.ws.wsclient import RawClient
+from triggers.base import TriggerEngine, create_trigger
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PROTOCOL_MD = ROOT / "docs" / "PROTOCOL.md"
+TRIGGERS_MD = ROOT / "docs" / "TRIGGERS.md"
 EXAMPLE_FILES = ("minimal_trigger.py", "minimal_trigger.js", "package.json")
+#: The files each document shows in full.
+SHOWN_FILES = {
+    PROTOCOL_MD: EXAMPLE_FILES,
+    TRIGGERS_MD: ("custom_rule.py", "sdk_trigger.py"),
+}
 
 # A file shown in the doc is introduced by `<!-- file: examples/NAME -->` on the line
 # before its fenced block.
@@ -141,21 +158,156 @@ async def test_node_trigger_invalid_token_exits_1_with_close_reason(
     await assert_refused_token_exits_1(gateway, ["node", "minimal_trigger.js"], node_example)
 
 
+# --------------------------------------------------------------------------- SDK trigger
+
+
+def published(out: str) -> list[tuple[int, str]]:
+    """`SEQ stored` / `SEQ duplicate` lines, as the SDK example prints them."""
+    return [(int(seq), outcome) for seq, outcome in (line.split() for line in out.splitlines())]
+
+
+async def test_sdk_trigger_publishes_signals_to_subscriber_and_exits_0(gateway: Gateway) -> None:
+    token = await gateway.add_trigger("sdk-example")
+    group = await gateway.add_group("watchers", ["sdk-example"])
+    subscriber = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=group)
+
+    code, out, err = await run_example(
+        [sys.executable, str(EXAMPLES / "sdk_trigger.py")],
+        ROOT,
+        ATS_GATEWAY_URL=gateway.ws_url,
+        ATS_TRIGGER_TOKEN=token,
+    )
+
+    assert code == 0, err
+    seqs = [seq for seq, outcome in published(out) if outcome == "stored"]
+    assert len(seqs) == 2, out
+    await eventually(lambda: len(subscriber.events) >= 2, message="both signals at the group")
+    assert [e["seq"] for e in subscriber.events] == seqs
+    assert {e["payload"]["symbol"] for e in subscriber.events} == {"ETH/BTC", "LTC/BTC"}
+    assert {e["source"] for e in subscriber.events} == {"trigger:sdk-example"}
+    await subscriber.close()
+
+
+async def test_sdk_trigger_rerun_is_answered_duplicate_and_routed_once(gateway: Gateway) -> None:
+    token = await gateway.add_trigger("sdk-example")
+    group = await gateway.add_group("watchers", ["sdk-example"])
+    subscriber = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=group)
+    argv = [sys.executable, str(EXAMPLES / "sdk_trigger.py")]
+    env = {"ATS_GATEWAY_URL": gateway.ws_url, "ATS_TRIGGER_TOKEN": token}
+
+    first = await run_example(argv, ROOT, **env)
+    again = await run_example(argv, ROOT, **env)
+
+    assert first[0] == again[0] == 0, first[2] + again[2]
+    assert [seq for seq, _ in published(again[1])] == [seq for seq, _ in published(first[1])]
+    assert {outcome for _, outcome in published(again[1])} == {"duplicate"}
+    # A later signal arriving proves the duplicates were not routed before it.
+    marker = await RawClient.connect(gateway.ws_url, param="trigger_token", token=token)
+    ack = await marker.request({"kind": "event", "category": "signal", "payload": {}})
+    await eventually(lambda: subscriber.events and subscriber.events[-1]["id"] == ack["id"])
+    assert len(subscriber.events) == 3
+    await marker.close()
+    await subscriber.close()
+
+
+# --------------------------------------------------------------------------- custom rule
+
+
+@cache
+def custom_rule() -> ModuleType:
+    """examples/custom_rule.py, imported once: importing it registers `volume_spike`."""
+    spec = importlib.util.spec_from_file_location("custom_rule", EXAMPLES / "custom_rule.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def expected_volume_spikes(
+    csv: str, length: int = 20, factor: float = 5.0, trend: int = 50
+) -> set[tuple[datetime, str]]:
+    """(candle open time, direction) of each spike, computed with pandas and pandas-ta."""
+    df = pd.read_csv(ROOT / "data" / csv)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    df = df.set_index("timestamp")
+    average = df["volume"].rolling(length).mean().shift(1)
+    ema = ta.ema(df["close"], length=trend)
+    fired = ema.notna() & (average > 0) & (df["volume"] >= factor * average)
+    direction = (df["close"] > ema).map({True: "long", False: "short"})
+    return {(t.to_pydatetime(), direction[t]) for t in df.index[fired]}
+
+
+def test_custom_rule_over_shipped_data_fires_exactly_the_volume_spikes() -> None:
+    custom_rule()
+    trigger = create_trigger("volume_spike", {}, symbol="ETH/BTC", timeframe="5m")
+    engine = TriggerEngine(trigger)
+
+    fired = {
+        (candle.open_time, draft.direction.value)
+        for candle in read_candles_csv(ROOT / "data" / "ETH-BTC_5m.csv", "ETH/BTC", "5m")
+        for draft in engine.on_candle(candle)
+    }
+
+    want = expected_volume_spikes("ETH-BTC_5m.csv")
+    assert want, "the default parameters must fire on this data"
+    assert fired == want
+
+
+def test_custom_rule_bad_params_are_refused_with_the_field() -> None:
+    custom_rule()
+
+    with pytest.raises(ValueError, match="factor"):
+        create_trigger("volume_spike", {"factor": 0.5}, symbol="ETH/BTC", timeframe="5m")
+
+
+async def test_custom_rule_runs_as_a_trigger_process_and_publishes_the_spikes(
+    gateway: Gateway,
+) -> None:
+    token = await gateway.add_trigger("volume-eth")
+    group = await gateway.add_group("watchers", ["volume-eth"])
+    subscriber = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=group)
+
+    code, _, err = await run_example(
+        [
+            sys.executable, str(EXAMPLES / "custom_rule.py"), "volume_spike",
+            "--symbol", "ETH/BTC", "--timeframe", "5m", "--feed", "csv:data/ETH-BTC_5m.csv",
+            "--params", json.dumps({"factor": 4}), "--gateway-url", gateway.ws_url,
+        ],
+        ROOT,
+        ATS_TRIGGER_TOKEN=token,
+    )  # fmt: skip
+
+    assert code == 0, err[-3000:]
+    want = {
+        (t.strftime("%Y-%m-%dT%H:%M:%SZ"), direction)
+        for t, direction in expected_volume_spikes("ETH-BTC_5m.csv", factor=4)
+    }
+    await eventually(lambda: len(subscriber.events) >= len(want), message="every spike")
+    got = {(e["payload"]["candle_time"], e["payload"]["direction"]) for e in subscriber.events}
+    assert got == want
+    assert {e["payload"]["trigger"] for e in subscriber.events} == {"volume_spike"}
+    await subscriber.close()
+
+
 # --------------------------------------------------------------------------- the doc
 
 
-def test_protocol_doc_shows_every_example_file_verbatim() -> None:
-    shown = {m["path"]: m["code"] for m in _SHOWN_FILE.finditer(PROTOCOL_MD.read_text())}
+@pytest.mark.parametrize("doc", sorted(SHOWN_FILES), ids=lambda doc: doc.name)
+def test_doc_shows_its_example_files_verbatim(doc: Path) -> None:
+    shown = {m["path"]: m["code"] for m in _SHOWN_FILE.finditer(doc.read_text())}
 
-    assert sorted(shown) == sorted(f"examples/{name}" for name in EXAMPLE_FILES)
+    assert sorted(shown) == sorted(f"examples/{name}" for name in SHOWN_FILES[doc])
     for path, code in shown.items():
-        assert code == (ROOT / path).read_text(), f"{path} differs from its copy in PROTOCOL.md"
+        assert code == (ROOT / path).read_text(), f"{path} differs from its copy in {doc.name}"
 
 
-def test_protocol_doc_example_frames_are_valid_protocol() -> None:
-    frames = list(_SHOWN_FRAME.finditer(PROTOCOL_MD.read_text()))
+@pytest.mark.parametrize("doc", [PROTOCOL_MD, TRIGGERS_MD], ids=lambda doc: doc.name)
+def test_doc_example_frames_are_valid_protocol(doc: Path) -> None:
+    frames = list(_SHOWN_FRAME.finditer(doc.read_text()))
 
-    assert {m["side"] for m in frames} == {"client", "server"}
+    assert frames, f"{doc.name} shows no frame"
+    if doc == PROTOCOL_MD:
+        assert {m["side"] for m in frames} == {"client", "server"}
     for m in frames:
         adapter = client_frame_adapter if m["side"] == "client" else server_frame_adapter
         adapter.validate_json(m["json"])
