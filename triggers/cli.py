@@ -90,3 +90,10 @@ def _candle_command(kind: str) -> Callable[..., None]:
 
 for _kind in trigger_kinds():
     app.command(name=_kind)(_candle_command(_kind))
+
+
+# The news analyzer is not a candle trigger: it has its own options. Its module
+# imports only typer and settings; LangChain and friends load when it runs.
+from triggers.news.cli import news  # noqa: E402
+
+app.command(name="news")(news)
