@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ DEMO_TRIGGERS = (
 )
 DEMO_GROUP = "demo-momentum"
 REPLAY_SPEED = 3000.0
+
+
+@dataclass(frozen=True)
+class DemoGroup:
+    name: str
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        feeds = {t.symbol: f"csv:{DATA / t.csv}" for t in DEMO_TRIGGERS}
+        return {"strategy": self.strategy, "params": self.params, "feeds": feeds}
+
+
+#: Algorithmic groups subscribed to every demo trigger; each decides with its strategy.
+DEMO_GROUPS = (DemoGroup(DEMO_GROUP, "sma_cross", {"fast": 10, "slow": 30}),)
 
 
 @dataclass
@@ -136,17 +152,39 @@ class Supervisor:
     async def provision(self, http: httpx.AsyncClient) -> dict[str, str]:
         """Create (or find) the demo triggers and group; return fresh trigger tokens."""
         tokens: dict[str, str] = {}
+        # Every run replays the same shipped candles: a new id epoch makes them new
+        # signals and decisions instead of duplicates of the previous run's.
+        epoch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         for t in DEMO_TRIGGERS:
-            config = {"kind": t.kind, "symbol": t.symbol, "timeframe": "5m", "params": t.params}
+            config = {
+                "kind": t.kind,
+                "symbol": t.symbol,
+                "timeframe": "5m",
+                "params": t.params,
+                "id_epoch": epoch,
+            }
             tokens[t.name] = await _create_or_rotate(
                 http, "triggers", {"name": t.name, "config": config}
             )
-        await _create_or_rotate(
-            http,
-            "trading-groups",
-            {"name": DEMO_GROUP, "triggers": [t.name for t in DEMO_TRIGGERS]},
-        )
+        for g in DEMO_GROUPS:
+            tokens[g.name] = await _create_or_rotate(
+                http,
+                "trading-groups",
+                {
+                    "name": g.name,
+                    "triggers": [t.name for t in DEMO_TRIGGERS],
+                    "config": {**g.config(), "id_epoch": epoch},
+                },
+            )
         return tokens
+
+    async def start_groups(self, tokens: dict[str, str]) -> None:
+        for g in DEMO_GROUPS:
+            # Strategy, params and feeds come from the group's REST config.
+            argv = [ATS, "group", "algo"]
+            await self._spawn(
+                Child(g.name, argv, self._env(ATS_TRADING_GROUP_TOKEN=tokens[g.name]))
+            )
 
     async def start_triggers(self, tokens: dict[str, str]) -> None:
         for t in DEMO_TRIGGERS:
@@ -202,9 +240,11 @@ class Supervisor:
             headers = {"Authorization": f"Bearer {self.api_key}"}
             async with httpx.AsyncClient(base_url=self.base, headers=headers, timeout=10) as http:
                 tokens = await self.provision(http)
+                await self.start_groups(tokens)
                 await self.start_triggers(tokens)
+                names = [t.name for t in DEMO_TRIGGERS] + [g.name for g in DEMO_GROUPS]
                 self.console.print(
-                    f"running: gateway, {', '.join(t.name for t in DEMO_TRIGGERS)} "
+                    f"running: gateway, {', '.join(names)} "
                     f"(logs in {self.logs}); Ctrl-C stops everything"
                 )
                 self.console.rule()
@@ -219,7 +259,11 @@ async def _create_or_rotate(http: httpx.AsyncClient, resource: str, body: dict[s
         token: str = r.json()["token"]
         return token
     if r.status_code == 409:
-        # It exists from an earlier run: tokens are shown once, so issue a new one.
+        # It exists from an earlier run: bring its settings up to date, and issue a new
+        # token since tokens are shown once.
+        update = {k: v for k, v in body.items() if k != "name"}
+        if update:
+            (await http.patch(f"/api/v1/{resource}/{body['name']}", json=update)).raise_for_status()
         r = await http.post(f"/api/v1/{resource}/{body['name']}/token")
         r.raise_for_status()
         token = r.json()["token"]

@@ -48,8 +48,10 @@ _UNDO_STATUSES = frozenset({"rejected", "denied", "canceled", "cancelled", "expi
 _KEEP_CANDLES = 2000
 
 
-def decision_id(group: str, symbol: str, candle_time: datetime) -> uuid.UUID:
-    return uuid.uuid5(DECISION_NAMESPACE, f"{group}|{symbol}|{candle_time.isoformat()}")
+def decision_id(group: str, symbol: str, candle_time: datetime, epoch: str = "") -> uuid.UUID:
+    """The decision's id; `epoch` (the group's `id_epoch` config) starts a new id space."""
+    key = f"{group}|{symbol}|{candle_time.isoformat()}"
+    return uuid.uuid5(DECISION_NAMESPACE, f"{key}|{epoch}" if epoch else key)
 
 
 @dataclass
@@ -233,7 +235,12 @@ class AlgoGroup:
             **{k: v for k, v in decision.details.items() if k not in ("symbol", "action")},
         }
         await self._publish(
-            decision_id(self.name, symbol, candle_time),
+            decision_id(
+                self.name,
+                symbol,
+                candle_time,
+                str((self.client.config.get("config") or {}).get("id_epoch") or ""),
+            ),
             {k: v for k, v in payload.items() if v is not None},
             Trace(correlation_id=correlation, causation_id=str(event.id)),
             title=f"{decision.action.value} {symbol} ({self.strategy.name})",

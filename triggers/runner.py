@@ -33,8 +33,12 @@ log = get_logger(__name__)
 SIGNAL_NAMESPACE = uuid.UUID("8a0f5a36-3f7e-4c8e-9d55-2f4f2f3c7a10")
 
 
-def signal_id(trigger_name: str, candle: Candle, rule: str) -> uuid.UUID:
+def signal_id(trigger_name: str, candle: Candle, rule: str, epoch: str = "") -> uuid.UUID:
+    """The signal's id. `epoch` (the trigger's `id_epoch` config) starts a new id space:
+    an operator replaying the same data again on purpose changes it."""
     key = f"{trigger_name}|{candle.symbol}|{candle.timeframe}|{candle.open_time.isoformat()}|{rule}"
+    if epoch:
+        key = f"{key}|{epoch}"
     return uuid.uuid5(SIGNAL_NAMESPACE, key)
 
 
@@ -118,7 +122,8 @@ class TriggerRunner:
         log.info("feed_ended", trigger=self.trigger.describe(), candles=self.stats.candles)
 
     async def _publish(self, candle: Candle, draft: SignalDraft) -> None:
-        event_id = signal_id(self._name, candle, draft.rule)
+        epoch = str((self.client.config.get("config") or {}).get("id_epoch") or "")
+        event_id = signal_id(self._name, candle, draft.rule, epoch)
         payload: dict[str, Any] = {
             "signal_type": "immediate",
             "symbol": candle.symbol,

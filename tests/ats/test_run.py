@@ -47,12 +47,47 @@ async def test_run_starts_gateway_and_triggers_and_stops_cleanly(tmp_path: Path)
                 return {"trigger:rsi-eth", "trigger:macross-ltc"} <= sources
 
             await eventually(signals_from_both, timeout=60, interval=0.5, message="signals")
+
+            async def decisions() -> bool:
+                r = await http.get("/api/v1/events", params={"category": "decision"})
+                return any(e["source"] == "trading_group:demo-momentum" for e in r.json()["items"])
+
+            await eventually(decisions, timeout=60, interval=0.5, message="a group's decision")
+            first_run_signals = (
+                await http.get("/api/v1/events", params={"category": "signal", "limit": 1000})
+            ).json()["items"]
             groups = (await http.get("/api/v1/trading-groups")).json()
             assert [g["name"] for g in groups] == ["demo-momentum"]
         proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(asyncio.to_thread(proc.wait), 30 * TIMEOUT_FACTOR)
         output = proc.stdout.read().decode() if proc.stdout else ""
         assert code == 0, output[-3000:]
+        assert "signal" in output
+        # A second run on the same state replays the same candles as new signals.
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=5
+        ) as http:
+            proc = subprocess.Popen(
+                [ATS, "run", "--port", str(port), "--speed", "30000"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=tmp_path,
+            )
+            before = len(first_run_signals)
+
+            async def more_signals() -> bool:
+                try:
+                    r = await http.get(
+                        "/api/v1/events", params={"category": "signal", "limit": 1000}
+                    )
+                except httpx.TransportError:
+                    return False
+                return len(r.json()["items"]) > before
+
+            await eventually(more_signals, timeout=60, interval=0.5, message="new signals")
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(asyncio.to_thread(proc.wait), 30 * TIMEOUT_FACTOR) == 0
         # Everything it started is gone: the gateway no longer answers.
         async with httpx.AsyncClient() as c:
             try:
@@ -61,7 +96,6 @@ async def test_run_starts_gateway_and_triggers_and_stops_cleanly(tmp_path: Path)
                 pass
             else:
                 raise AssertionError("the gateway outlived `ats run`")
-        assert "signal" in output
     finally:
         if proc.poll() is None:
             proc.kill()
