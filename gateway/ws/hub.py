@@ -75,6 +75,7 @@ _PRINCIPAL_TABLES: dict[Role, Any] = {
 }
 _REPLAY_PAGE = 500
 _MAX_INFLIGHT = 1000
+_CLOSE_READ_TIMEOUT = 2.0
 
 
 class AuthError(Exception):
@@ -296,41 +297,8 @@ class Hub:
         self.metrics.connections.labels(role.value).inc()
         log.info("client_connected", client_id=session.client_id)
         try:
-            cursor = await self._load_cursor(key)
-            view = self.routing.view(key)
-            session.last_seq = cursor
-            await ws.send_text(
-                orjson.dumps(
-                    {
-                        "kind": "ack",
-                        "ok": True,
-                        "message": "connected",
-                        "protocol": PROTOCOL_VERSION,
-                        "client_id": session.client_id,
-                        "role": role.value,
-                        "subscriptions": view.subscriptions,
-                        "cursor": cursor,
-                        "config": view.config,
-                        "limits": {
-                            "max_frame_bytes": self.settings.ws_max_frame_bytes,
-                            "rate_limit": self.settings.ws_rate_limit,
-                            "rate_burst": self.settings.ws_rate_burst,
-                            "send_queue": self.settings.ws_send_queue,
-                        },
-                    }
-                ).decode()
-            )
-            reader = asyncio.create_task(self._reader(session), name=f"reader:{key}")
-            writer = asyncio.create_task(self._writer(session), name=f"writer:{key}")
-            session.writer = writer
-            done, pending = await asyncio.wait({reader, writer}, return_when="FIRST_COMPLETED")
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for t in done:
-                exc = None if t.cancelled() else t.exception()
-                if exc is not None and not isinstance(exc, WebSocketDisconnect):
-                    log.warning("session_error", client_id=session.client_id, error=repr(exc))
+            await self._hello(session)
+            await self._run_session(session)
         except WebSocketDisconnect:
             pass
         finally:
@@ -346,6 +314,52 @@ class Hub:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(ws.close(code, reason), 1.0)
             log.info("client_disconnected", client_id=session.client_id, closing=session.closing)
+
+    async def _hello(self, session: Session) -> None:
+        """The connect ack: the client's config, subscriptions, cursor and limits."""
+        cursor = await self._load_cursor(session.key)
+        view = self.routing.view(session.key)
+        session.last_seq = cursor
+        await session.ws.send_text(
+            orjson.dumps(
+                {
+                    "kind": "ack",
+                    "ok": True,
+                    "message": "connected",
+                    "protocol": PROTOCOL_VERSION,
+                    "client_id": session.client_id,
+                    "role": session.role.value,
+                    "subscriptions": view.subscriptions,
+                    "cursor": cursor,
+                    "config": view.config,
+                    "limits": {
+                        "max_frame_bytes": self.settings.ws_max_frame_bytes,
+                        "rate_limit": self.settings.ws_rate_limit,
+                        "rate_burst": self.settings.ws_rate_burst,
+                        "send_queue": self.settings.ws_send_queue,
+                    },
+                }
+            ).decode()
+        )
+
+    async def _run_session(self, session: Session) -> None:
+        """Reader and writer together; when one ends the other is cancelled."""
+        reader = asyncio.create_task(self._reader(session), name=f"reader:{session.key}")
+        writer = asyncio.create_task(self._writer(session), name=f"writer:{session.key}")
+        session.writer = writer
+        done, pending = await asyncio.wait({reader, writer}, return_when="FIRST_COMPLETED")
+        if writer in done and reader in pending and not writer.cancelled():
+            # We sent a close: read on until the client's close arrives, so the acks
+            # it sent before it are counted and its cursor is exact on reconnect.
+            done_r, pending = await asyncio.wait({reader}, timeout=_CLOSE_READ_TIMEOUT)
+            done |= done_r
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for t in done:
+            exc = None if t.cancelled() else t.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                log.warning("session_error", client_id=session.client_id, error=repr(exc))
 
     async def _authenticate(self, ws: WebSocket) -> tuple[Role, str]:
         offered: list[tuple[Role | None, str]] = [

@@ -206,12 +206,19 @@ async def test_gateway_sigterm_flushes_and_closes_sessions_with_1001(
     assert await asyncio.wait_for(sub.closed, 10) == (1001, "gateway shutting down")
     # Everything acknowledged was handed to the subscriber before the close.
     assert {e["id"] for e in sub.events} == set(pub.acks)
-    # The cursor the subscriber acknowledged survived the shutdown: nothing is replayed.
+    # The acknowledged cursor survived the shutdown: a reconnect replays exactly what
+    # the subscriber had not acknowledged (nothing, when its acks all arrived).
     await gw.start()
     sub2 = await RawClient.connect(
         gw.ws_url, param="trading_group_token", token=provisioned["group"]
     )
-    assert sub2.hello["cursor"] == max(e["seq"] for e in sub.events)
+    cursor = sub2.hello["cursor"]
+    assert 0 < cursor <= max(e["seq"] for e in sub.events)
+    unacked = [e["id"] for e in sub.events if e["seq"] > cursor]
+    marker = await RawClient.connect(gw.ws_url, param="trigger_token", token=provisioned["trigger"])
+    last = await marker.request(signal())
+    await eventually(lambda: any(e["id"] == last["id"] for e in sub2.events))
+    assert [e["id"] for e in sub2.events] == [*unacked, last["id"]]
     await sub2.close()
 
 
