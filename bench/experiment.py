@@ -16,6 +16,10 @@ Patches:
               PostgreSQL: `INSERT ... SELECT FROM unnest($1::varchar[], ...)`, one
               prepared statement for every batch size. SQLite: a multi-row VALUES
               insert through aiosqlite's `execute_fetchall`, one thread hop per batch.
+  async-commit  with one-statement on PostgreSQL: `SET synchronous_commit = off` on the
+              writer's connection. A commit returns before its WAL reaches the disk, so
+              a PostgreSQL crash (not a gateway crash) can lose the last ~0.2-0.6 s of
+              acknowledged events: a trade-off to measure, not a default.
   metric-children  cache the Prometheus children per category instead of calling
               `.labels()` for every frame.
 """
@@ -67,7 +71,8 @@ class OneStatementPersister(Persister):
     """`Persister` storing a batch of events in one statement (`one-statement` above)."""
 
     _held: Any = None  # the SQLAlchemy AsyncConnection kept checked out
-    _pg: Any = None  # its asyncpg connection
+    _pg: Any = None  # its driver (asyncpg or aiosqlite) connection
+    async_commit = False
 
     async def _driver(self) -> Any:
         if self._pg is None:
@@ -76,6 +81,8 @@ class OneStatementPersister(Persister):
             self._pg = raw.driver_connection
             if self._dialect == "sqlite":
                 self._pg.isolation_level = None  # autocommit: the statement is the unit
+            elif self.async_commit:
+                await self._pg.execute("SET synchronous_commit = off")
         return self._pg
 
     async def _drop_driver(self) -> None:
@@ -241,8 +248,14 @@ def _one_statement() -> None:
     hub_module.Persister = OneStatementPersister  # type: ignore[attr-defined]
 
 
+def _async_commit() -> None:
+    OneStatementPersister.async_commit = True
+    _one_statement()
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "one-statement": _one_statement,
+    "async-commit": _async_commit,
     "metric-children": _metric_children,
 }
 

@@ -72,7 +72,7 @@ GOAL_P99_MS = 5.0
 BUSY_WARNING = 0.25  # other CPU (in cores) above which a run is flagged as skewed
 
 # Wide enough for the table when piped to a file or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 150)
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 # --------------------------------------------------------------------------- servers
