@@ -174,7 +174,9 @@ def create_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strat
 
 
 def _load_builtins() -> None:
-    import shared.kernel.strategies  # noqa: F401  (registers on import)
+    # Registration happens on import.
+    import shared.kernel.ensemble  # noqa: F401
+    import shared.kernel.strategies  # noqa: F401
 
 
 def safe_decide(
