@@ -114,6 +114,17 @@ def group(ctx: typer.Context) -> None:
     group_app(ctx.args, prog_name="ats group")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def ml(ctx: typer.Context) -> None:
+    """Train models for the `ml` strategy: ats ml train --data FILE --horizon N [--help]."""
+    from trading_groups.ml_cli import app as ml_app
+
+    ml_app(ctx.args, prog_name="ats ml")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to ATS_DATABASE_URL (default: the embedded SQLite file)."""

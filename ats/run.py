@@ -57,7 +57,22 @@ class DemoGroup:
 
 
 #: Algorithmic groups subscribed to every demo trigger; each decides with its strategy.
-DEMO_GROUPS = (DemoGroup(DEMO_GROUP, "sma_cross", {"fast": 10, "slow": 30}),)
+DEMO_GROUPS = (
+    DemoGroup(DEMO_GROUP, "sma_cross", {"fast": 10, "slow": 30}),
+    DemoGroup(
+        "demo-ensemble",
+        "ensemble",
+        {
+            "members": [
+                {"strategy": "sma_cross", "params": {"fast": 10, "slow": 30}},
+                {"strategy": "rsi_reversal"},
+                {"strategy": "breakout"},
+            ],
+            "min_confidence": 0.3,
+            "cooldown_minutes": 30,
+        },
+    ),
+)
 
 
 @dataclass

@@ -34,10 +34,11 @@ from shared.events import (
     Trace,
 )
 from shared.kernel.engine import StrategyEngine
-from shared.kernel.strategy import Decision, Outcome, Position, Strategy, create_strategy
+from shared.kernel.strategy import Decision, Outcome, Position, Strategy
 from shared.logging import get_logger
 from shared.market.candles import Candle
 from shared.market.feeds import parse_feed_spec
+from shared.ml import build_strategy
 from shared.sdk import AckTimeout, GatewayClient, Unavailable
 from trading_groups.market import FeedCursor
 
@@ -100,7 +101,7 @@ class AlgoGroup:
         self.outcomes: deque[Outcome] = deque(maxlen=200)
         self._markets: dict[str, _Market] = {}
         self._strategy: Strategy | None = (
-            create_strategy(strategy, self.params) if strategy else None  # fail fast
+            build_strategy(strategy, self.params) if strategy else None  # fail fast
         )
         self._lock = asyncio.Lock()
         client.add_handler(Category.SIGNAL, self.on_signal)
@@ -127,7 +128,7 @@ class AlgoGroup:
             )
             if self._given_feeds is None:
                 self.feeds = dict(own.get("feeds", {}))
-            self._strategy = create_strategy(name, self.params)
+            self._strategy = build_strategy(name, self.params)
         return self._strategy
 
     # ------------------------------------------------------------------ markets
@@ -288,7 +289,7 @@ class AlgoGroup:
         if strategy == self.strategy_name and params == self.params:
             return
         try:
-            new: Strategy = create_strategy(strategy, params)
+            new: Strategy = build_strategy(strategy, params)
         except ValueError as e:
             await self.client.log(
                 f"config update refused, keeping {self.strategy_name}: {e}",

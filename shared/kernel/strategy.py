@@ -176,6 +176,7 @@ def create_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strat
 def _load_builtins() -> None:
     # Registration happens on import.
     import shared.kernel.ensemble  # noqa: F401
+    import shared.kernel.ml  # noqa: F401
     import shared.kernel.strategies  # noqa: F401
 
 

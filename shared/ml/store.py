@@ -31,12 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import joblib  # type: ignore[import-untyped]
+import joblib
 import numpy as np
-import scipy  # type: ignore[import-untyped]
-import sklearn  # type: ignore[import-untyped]
+import scipy
+import sklearn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+from threadpoolctl import ThreadpoolController
 
 from shared.config import CommonSettings
 from shared.kernel.features import FeatureManifest, FeatureSpecMismatch

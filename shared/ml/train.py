@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
-from sklearn.metrics import (  # type: ignore[import-untyped]
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
-from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
-from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import ThreadpoolController
 
 from shared.kernel.features import DEFAULT_FEATURES, FeatureManifest, FeatureSpec, feature_table
 from shared.kernel.ml import forward_labels
@@ -116,7 +116,7 @@ def make_estimator(kind: Estimator) -> Any:
         )
     if kind == "gbm":
         # Imported here: it is the slowest part of scikit-learn to load.
-        from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
+        from sklearn.ensemble import HistGradientBoostingClassifier
 
         return Pipeline(
             [
