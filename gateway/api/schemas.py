@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events import Category, Event, LogLevel, Name, Trace
+from shared.kernel.rules import MAX_RULES
 
 Description = Annotated[str, Field(max_length=2_000)]
 Config = Annotated[
@@ -210,6 +211,67 @@ class ExecutionServicePublic(_Output):
 
 class ExecutionServiceCreated(ExecutionServicePublic):
     token: str = Field(description="The service's token. Shown this once: store it now.")
+
+
+# --------------------------------------------------------------------------- strategies
+
+Symbol = Annotated[
+    str, Field(min_length=1, max_length=64, description="The market it trades: `ETH/BTC`.")
+]
+Rules = Annotated[
+    list[dict[str, Any]],
+    Field(
+        min_length=1,
+        max_length=MAX_RULES,
+        description=(
+            "JSON rules, tried in order; the first that holds decides, none -> HOLD. "
+            'A rule: `{"when": condition, "then": "BUY"|"SELL"|"CLOSE"|"HOLD", '
+            '"name"?, "confidence"?, "stop_loss"?, "take_profit"?}`; a condition: '
+            '`{"all": [...]}`, `{"any": [...]}`, `{"not": ...}` or a comparison '
+            '`{"indicator"|"price": ..., "op": ">"|">="|"<"|"<="|"=="|"!="|'
+            '"crosses_above"|"crosses_below", "value"|"indicator_b"|"price_b": ...}`. '
+            "The full format is in shared/kernel/rules.py."
+        ),
+        examples=[
+            [
+                {
+                    "when": {
+                        "all": [
+                            {"indicator": {"kind": "rsi", "length": 14}, "op": ">", "value": 70}
+                        ]
+                    },
+                    "then": "SELL",
+                }
+            ]
+        ],
+    ),
+]
+
+
+class StrategyCreate(_Input):
+    name: Name
+    symbol: Symbol
+    rules: Rules
+    description: Description = ""
+
+
+class StrategyUpdate(_Input):
+    """A new version: `rules` replaces the rules; an omitted `symbol` or `description`
+    keeps the latest version's."""
+
+    rules: Rules
+    symbol: Symbol | MISSING = MISSING
+    description: Description | MISSING = MISSING
+
+
+class StrategyPublic(_Output):
+    name: str
+    version: int = Field(description="1 at creation, one more on each edit.")
+    symbol: str
+    description: str
+    rules: list[dict[str, Any]] = Field(description="The rules, defaults filled in.")
+    created_at: datetime = Field(description="When this version was made.")
+    deleted_at: datetime | None = Field(description="When the strategy was deleted.")
 
 
 # --------------------------------------------------------------------------- events and logs

@@ -22,12 +22,14 @@ from shared.db.models import (
     ExecutionServiceAccount,
     ExecutionServiceRow,
     LogRow,
+    StrategyRow,
     TokenRow,
     TradeAccountRow,
     TradingGroupRow,
     TriggerRow,
 )
 from shared.events import Role
+from shared.kernel.rules import dump_rules, parse_rules
 
 type ConfigRow = TriggerRow | TradingGroupRow | TradeAccountRow | ExecutionServiceRow
 
@@ -420,6 +422,178 @@ async def delete_client(
 
 async def delete_trade_account(*, session: AsyncSession, row: TradeAccountRow) -> None:
     await session.delete(row)
+    await session.flush()
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class StrategyDeleted(NotFound):
+    """The strategy was deleted: its versions are kept for audit, but it cannot be used
+    or edited, and its name is not given out again."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("strategy", [name])
+        self.args = (
+            f"strategy {name!r} was deleted; its versions are kept for audit only: "
+            "create a strategy under a new name",
+        )
+
+
+def _canonical(rules: Sequence[Any]) -> list[dict[str, Any]]:
+    # Raises shared.kernel.rules.RuleError naming the bad node.
+    return dump_rules(parse_rules(list(rules)))
+
+
+async def create_strategy(
+    *,
+    session: AsyncSession,
+    name: str,
+    symbol: str,
+    rules: Sequence[Any],
+    description: str = "",
+) -> StrategyRow:
+    """Store version 1 of a JSON-rule strategy, its rules in canonical form.
+
+    Raises:
+        RuleError: a rule is invalid (its path names the bad node).
+        NameTaken: a strategy, live or deleted, already has the name.
+    """
+    canonical = _canonical(rules)
+    existing = await session.scalar(select(StrategyRow).where(StrategyRow.name == name).limit(1))
+    if existing is not None:
+        error = NameTaken("strategy", name)
+        if existing.deleted_at is not None:
+            error.args = (
+                f"strategy {name!r} was deleted and names are not reused, so that decisions "
+                "keep pointing at one strategy: choose another name",
+            )
+        raise error
+    row = StrategyRow(name=name, version=1, symbol=symbol, description=description, rules=canonical)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_strategy(
+    *, session: AsyncSession, name: str, version: int | None = None, deleted_ok: bool = False
+) -> StrategyRow:
+    """A version of a strategy, the latest when `version` is None.
+
+    Raises:
+        NotFound: no strategy has the name, or it has no such version.
+        StrategyDeleted: it was deleted, unless `deleted_ok` (reading history).
+    """
+    query = select(StrategyRow).where(StrategyRow.name == name)
+    if version is None:
+        query = query.order_by(StrategyRow.version.desc()).limit(1)
+    else:
+        query = query.where(StrategyRow.version == version)
+    row = await session.scalar(query)
+    if row is None:
+        if version is not None and await session.scalar(
+            select(StrategyRow.id).where(StrategyRow.name == name).limit(1)
+        ):
+            raise NotFound("strategy version", [f"{name} v{version}"])
+        raise NotFound("strategy", [name])
+    if row.deleted_at is not None and not deleted_ok:
+        raise StrategyDeleted(name)
+    return row
+
+
+async def latest_strategy(*, session: AsyncSession, name: str) -> tuple[int, list[dict[str, Any]]]:
+    """`(version, rules)` of a live strategy's latest version, for the groups that run
+    it: pass them as `create_strategy("json_rule", {"rules": rules, "name": name,
+    "version": version})` so every decision records the version that made it.
+
+    Raises:
+        NotFound: no strategy has the name.
+        StrategyDeleted: it was deleted (a subclass of NotFound).
+    """
+    row = await get_strategy(session=session, name=name)
+    return row.version, row.rules
+
+
+async def list_strategies(
+    *, session: AsyncSession, symbol: str | None = None, deleted: bool = False
+) -> list[StrategyRow]:
+    """The latest version of each live strategy (of each deleted one if `deleted`), by
+    name; `symbol` filters on the latest version's symbol."""
+    latest = (
+        select(StrategyRow.name, func.max(StrategyRow.version).label("version"))
+        .group_by(StrategyRow.name)
+        .subquery()
+    )
+    query = (
+        select(StrategyRow)
+        .join(
+            latest,
+            (StrategyRow.name == latest.c.name) & (StrategyRow.version == latest.c.version),
+        )
+        .where(StrategyRow.deleted_at.is_not(None) if deleted else StrategyRow.deleted_at.is_(None))
+        .order_by(StrategyRow.name)
+    )
+    if symbol is not None:
+        query = query.where(StrategyRow.symbol == symbol)
+    return list(await session.scalars(query))
+
+
+async def strategy_versions(*, session: AsyncSession, name: str) -> list[StrategyRow]:
+    """Every version of a strategy, deleted or not, oldest first.
+
+    Raises:
+        NotFound: no strategy has the name.
+    """
+    rows = list(
+        await session.scalars(
+            select(StrategyRow).where(StrategyRow.name == name).order_by(StrategyRow.version)
+        )
+    )
+    if not rows:
+        raise NotFound("strategy", [name])
+    return rows
+
+
+async def update_strategy(
+    *,
+    session: AsyncSession,
+    name: str,
+    rules: Sequence[Any],
+    symbol: str | None = None,
+    description: str | None = None,
+) -> StrategyRow:
+    """Store the next version; `symbol` and `description` default to the latest's.
+
+    Raises:
+        RuleError: a rule is invalid.
+        NotFound, StrategyDeleted: as `get_strategy`.
+    """
+    canonical = _canonical(rules)
+    latest = await get_strategy(session=session, name=name)
+    row = StrategyRow(
+        name=name,
+        version=latest.version + 1,
+        symbol=latest.symbol if symbol is None else symbol,
+        description=latest.description if description is None else description,
+        rules=canonical,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete_strategy(*, session: AsyncSession, name: str) -> None:
+    """Mark every version deleted; the rows stay for audit.
+
+    Raises:
+        NotFound, StrategyDeleted: as `get_strategy`.
+    """
+    await get_strategy(session=session, name=name)
+    await session.execute(
+        update(StrategyRow)
+        .where(StrategyRow.name == name, StrategyRow.deleted_at.is_(None))
+        .values(deleted_at=datetime.now(UTC))
+    )
     await session.flush()
 
 

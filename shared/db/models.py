@@ -274,3 +274,34 @@ class CandleRow(Base):
     low: Mapped[float] = mapped_column(Price)
     close: Mapped[float] = mapped_column(Price)
     volume: Mapped[float] = mapped_column(Price)
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+class StrategyRow(Base):
+    """One version of a user's JSON-rule strategy (`shared.kernel.rules`).
+
+    An edit adds the next version and never changes a row, so a decision that records
+    `(name, version)` always points at the rules that made it. Deleting a strategy
+    stamps `deleted_at` on all its versions and keeps them for audit; its name is not
+    given out again.
+    """
+
+    __tablename__ = "strategies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    symbol: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # The canonical JSON of the rules (`shared.kernel.rules.dump_rules`), defaults
+    # filled in, so a version means the same whatever later code takes as default.
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index("ix_strategies_symbol", "symbol"),
+    )

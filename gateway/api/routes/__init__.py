@@ -8,6 +8,7 @@ from gateway.api.routes import (
     execution_services,
     health,
     logs,
+    strategies,
     trade_accounts,
     trading_groups,
     triggers,
@@ -19,5 +20,13 @@ ops_router.include_router(health.router)
 
 # Every route declares the gateway's 422 body, which replaces FastAPI's default shape.
 api_router = APIRouter(dependencies=[APIKeyDep], responses={**UNAUTHORIZED, **INVALID})
-for _resource in (triggers, trading_groups, trade_accounts, execution_services, events, logs):
+for _resource in (
+    triggers,
+    trading_groups,
+    trade_accounts,
+    execution_services,
+    strategies,
+    events,
+    logs,
+):
     api_router.include_router(_resource.router)
