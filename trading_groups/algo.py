@@ -66,6 +66,7 @@ class GroupStats:
 
 @dataclass
 class _Market:
+    spec: str
     cursor: FeedCursor
     engine: StrategyEngine
     candles: deque[Candle] = field(default_factory=lambda: deque(maxlen=_KEEP_CANDLES))
@@ -73,7 +74,8 @@ class _Market:
 
 
 class AlgoGroup:
-    """Decide with one strategy per market; `feeds` maps symbol -> feed spec."""
+    """Decide with one strategy per market; `feeds` maps symbol -> feed spec (a
+    `feeds` object in the group's config when not given here)."""
 
     def __init__(
         self,
@@ -93,7 +95,6 @@ class AlgoGroup:
         self._given_feeds = dict(feeds) if feeds is not None else None
         self.strategy_name = strategy or ""
         self.params: dict[str, Any] = dict(params or {})
-        self.feeds: dict[str, str] = dict(feeds or {})
         self.timeframe = timeframe
         self.budget_seconds = budget_seconds
         self.stats = GroupStats()
@@ -126,22 +127,32 @@ class AlgoGroup:
             self.params = dict(
                 self._given_params if self._given_params is not None else own.get("params", {})
             )
-            if self._given_feeds is None:
-                self.feeds = dict(own.get("feeds", {}))
             self._strategy = build_strategy(name, self.params)
         return self._strategy
 
     # ------------------------------------------------------------------ markets
 
-    def _market(self, symbol: str, timeframe: str) -> _Market | None:
+    def _feed_spec(self, symbol: str) -> str | None:
+        if self._given_feeds is not None:
+            return self._given_feeds.get(symbol)
+        # The live configuration: a config_update may have changed the feeds.
+        own = self.client.config.get("config") or {}
+        spec = (own.get("feeds") or {}).get(symbol)
+        return str(spec) if spec else None
+
+    async def _market(self, symbol: str, timeframe: str) -> _Market | None:
+        spec = self._feed_spec(symbol)
         market = self._markets.get(symbol)
-        if market is None:
-            spec = self.feeds.get(symbol)
-            if spec is None:
-                return None
+        if market is not None and market.spec != spec:
+            await market.cursor.close()
+            del self._markets[symbol]
+            market = None
+        if market is None and spec is not None:
             feed = parse_feed_spec(spec, symbol=symbol, timeframe=timeframe)
             market = _Market(
-                FeedCursor(feed), StrategyEngine(self.strategy, budget_seconds=self.budget_seconds)
+                spec,
+                FeedCursor(feed),
+                StrategyEngine(self.strategy, budget_seconds=self.budget_seconds),
             )
             self._markets[symbol] = market
         return market
@@ -171,7 +182,7 @@ class AlgoGroup:
             self.stats.skipped += 1
             return
         timeframe = p.timeframe or self.timeframe
-        market = self._market(symbol, timeframe)
+        market = await self._market(symbol, timeframe)
         if market is None:
             await self._discuss(
                 event, f"no market data configured for {symbol}; add a feed for it to decide"
@@ -284,8 +295,12 @@ class AlgoGroup:
     async def on_config_update(self, event: ConfigUpdateEvent) -> None:
         """New strategy or params from the operator: rebuild, re-warm, keep the book."""
         config = event.payload.config.get("config", {})
-        strategy = config.get("strategy", self.strategy_name)
-        params = config.get("params", self.params)
+        strategy = self._given_strategy or config.get("strategy", self.strategy_name)
+        params = (
+            self._given_params
+            if self._given_params is not None
+            else config.get("params", self.params)
+        )
         if strategy == self.strategy_name and params == self.params:
             return
         try:

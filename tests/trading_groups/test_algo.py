@@ -119,3 +119,74 @@ async def test_algo_group_takes_the_sma_cross_decisions_with_causation(
     assert any("crossed above" in item["message"] for item in logs)
     group.terminate()
     assert await asyncio.wait_for(asyncio.to_thread(group.wait), 30) == 0
+
+
+async def test_algo_group_applies_new_params_from_a_config_update_without_restart(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    trig_token = await gateway.add_trigger("sma-eth")
+    async with gateway.api() as api:
+        r = await api.post(
+            "/api/v1/trading-groups",
+            json={
+                "name": "momentum",
+                "triggers": ["sma-eth"],
+                "config": {
+                    "strategy": "sma_cross",
+                    "params": {"fast": 10, "slow": 30},
+                    "feeds": {"ETH/BTC": "csv:data/ETH-BTC_5m.csv"},
+                },
+            },
+        )
+        assert r.status_code == 201, r.text
+        group_token = r.json()["token"]
+    await gateway.add_account("paper-1", ["momentum"])
+    exec_token = await gateway.add_execution("exec-1", ["paper-1"])
+    execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
+    # No flags: strategy, params and feeds all come from the group's REST config.
+    group = spawn(
+        ["group", "algo", "--gateway-url", gateway.ws_url],
+        {"ATS_TRADING_GROUP_TOKEN": group_token},
+        tmp_path / "group.log",
+    )
+    await eventually(lambda: "trading_group:momentum" in gateway.state.hub.sessions, timeout=30)
+    async with gateway.api() as api:
+        r = await api.patch(
+            "/api/v1/trading-groups/momentum",
+            json={
+                "config": {
+                    "strategy": "sma_cross",
+                    "params": {"fast": 5, "slow": 20},
+                    "feeds": {"ETH/BTC": "csv:data/ETH-BTC_5m.csv"},
+                }
+            },
+        )
+        assert r.status_code == 200, r.text
+
+        async def applied() -> bool:
+            logs = await api.get(
+                "/api/v1/logs",
+                params={"code": "CONFIG_APPLIED", "source": "trading_group:momentum"},
+            )
+            return bool(logs.json()["items"])
+
+        await eventually(applied, timeout=30, message="the group applying the new params")
+    trigger = spawn(
+        [
+            "trigger", "ma_cross", "--gateway-url", gateway.ws_url,
+            "--symbol", "ETH/BTC", "--feed", "csv:data/ETH-BTC_5m.csv",
+            "--params", json.dumps({"fast": 5, "slow": 20}),
+        ],
+        {"ATS_TRIGGER_TOKEN": trig_token},
+        tmp_path / "trigger.log",
+    )  # fmt: skip
+    assert await asyncio.wait_for(asyncio.to_thread(trigger.wait), 60 * TIMEOUT_FACTOR) == 0
+    want = expected_sma_trades(5, 20)
+    await eventually(lambda: len(execution.events) >= len(want), timeout=60)
+    got = [
+        (e["payload"]["candle_time"].replace("Z", "+00:00"), e["payload"]["action"])
+        for e in execution.events
+    ]
+    assert got == want
+    assert {e["payload"]["params"]["fast"] for e in execution.events} == {5}
+    assert group.poll() is None  # the same process throughout
