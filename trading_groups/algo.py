@@ -121,7 +121,9 @@ class AlgoGroup:
             name = self._given_strategy or own.get("strategy")
             if not name:
                 raise ValueError(
-                    'no strategy: pass --strategy or set "strategy" in the group\'s config'
+                    own.get("strategy_error")
+                    or 'no strategy: pass --strategy or set "strategy" (or "strategy_ref") in '
+                    "the group's config"
                 )
             self.strategy_name = name
             self.params = dict(

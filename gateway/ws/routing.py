@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import crud
 from shared.db.models import ExecutionServiceRow, TradeAccountRow, TradingGroupRow, TriggerRow
 from shared.events import Role
 
@@ -94,6 +95,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
             subscriptions=[],
             config={"name": t.name, "description": t.description, **_cfg(t.config)},
         )
+    rules_cache: dict[str, dict[str, Any]] = {}
     for g in groups:
         if not g.enabled:
             table.disabled.add(principal(Role.TRADING_GROUP, g.name))
@@ -111,7 +113,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
                 "kind": g.kind,
                 "description": g.description,
                 "trade_accounts": group_accounts.get(g.name, []),
-                **_cfg(g.config),
+                **_cfg(await _resolve_rules(session, g.config, rules_cache)),
             },
         )
     for s in services:
@@ -140,3 +142,25 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
 
 def _cfg(config: dict[str, Any]) -> dict[str, Any]:
     return {"config": config}
+
+
+async def _resolve_rules(
+    session: AsyncSession, config: dict[str, Any], cache: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A group configured with `"strategy_ref": NAME` runs the latest version of the
+    stored JSON-rule strategy NAME: its rules are put in the group's config here, so a
+    new version reaches the running group as a config_update."""
+    ref = config.get("strategy_ref")
+    if not isinstance(ref, str):
+        return config
+    if ref not in cache:
+        try:
+            version, rules = await crud.latest_strategy(session=session, name=ref)
+        except crud.NotFound as e:
+            cache[ref] = {"strategy_error": str(e)}
+        else:
+            cache[ref] = {
+                "strategy": "json_rule",
+                "params": {"rules": rules, "name": ref, "version": version},
+            }
+    return {**config, **cache[ref]}

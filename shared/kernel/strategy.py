@@ -177,6 +177,7 @@ def _load_builtins() -> None:
     # Registration happens on import.
     import shared.kernel.ensemble  # noqa: F401
     import shared.kernel.ml  # noqa: F401
+    import shared.kernel.rules  # noqa: F401
     import shared.kernel.strategies  # noqa: F401
 
 

@@ -10,12 +10,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas_ta as ta
 import pytest
 
 from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
 from tests.gateway.ws.wsclient import RawClient
 from tests.shared.kernel.test_strategy import expected_sma_trades
+from tests.triggers.expected import load
 
 ATS = str(Path(sys.executable).with_name("ats"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +193,126 @@ async def test_algo_group_applies_new_params_from_a_config_update_without_restar
     assert got == want
     assert {e["payload"]["params"]["fast"] for e in execution.events} == {5}
     assert group.poll() is None  # the same process throughout
+
+
+def _sma_rules(fast: int, slow: int) -> list[dict[str, object]]:
+    a, b = {"kind": "sma", "length": fast}, {"kind": "sma", "length": slow}
+    return [
+        {
+            "name": "enter",
+            "when": {"indicator": a, "op": "crosses_above", "indicator_b": b},
+            "then": "BUY",
+        },
+        {
+            "name": "exit",
+            "when": {"indicator": a, "op": "crosses_below", "indicator_b": b},
+            "then": "SELL",
+        },
+    ]
+
+
+async def _run_trigger(
+    gateway: Gateway, token: str, feed: Path, fast: int, slow: int, log: Path
+) -> None:
+    trigger = spawn(
+        [
+            "trigger", "ma_cross", "--gateway-url", gateway.ws_url,
+            "--symbol", "ETH/BTC", "--feed", f"csv:{feed}",
+            "--params", json.dumps({"fast": fast, "slow": slow}),
+        ],
+        {"ATS_TRIGGER_TOKEN": token},
+        log,
+    )  # fmt: skip
+    assert await asyncio.wait_for(asyncio.to_thread(trigger.wait), 60 * TIMEOUT_FACTOR) == 0
+
+
+def _crossings(fast: int, slow: int) -> list[tuple[str, str]]:
+    """(time, "up" | "down") of every SMA cross on ETH-BTC, computed with pandas-ta."""
+    df = load("ETH-BTC_5m.csv")
+    f, s = ta.sma(df["close"], length=fast), ta.sma(df["close"], length=slow)
+    up = (f.shift(1) <= s.shift(1)) & (f > s)
+    down = (f.shift(1) >= s.shift(1)) & (f < s)
+    return [(t.isoformat(), "up" if up[t] else "down") for t in df.index if up[t] or down[t]]
+
+
+def _long_only(crosses: list[tuple[str, str]], holding: bool) -> tuple[list[tuple[str, str]], bool]:
+    out = []
+    for t, way in crosses:
+        if way == "up" and not holding:
+            out.append((t, "BUY"))
+            holding = True
+        elif way == "down" and holding:
+            out.append((t, "SELL"))
+            holding = False
+    return out, holding
+
+
+async def test_algo_group_runs_a_stored_json_rule_and_follows_its_new_version(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    # The shipped data in two halves: version 1 decides on the first, version 2 on the second.
+    lines = (ROOT / "data" / "ETH-BTC_5m.csv").read_text().splitlines()
+    split = 2880
+    (tmp_path / "first.csv").write_text("\n".join(lines[: split + 1]) + "\n")
+    (tmp_path / "second.csv").write_text("\n".join([lines[0], *lines[split + 1 :]]) + "\n")
+    split_time = lines[split + 1].split(",")[0].replace("Z", "+00:00")
+
+    trig_token = await gateway.add_trigger("sma-eth")
+    async with gateway.api() as api:
+        r = await api.post(
+            "/api/v1/strategies",
+            json={"name": "sma-rule", "symbol": "ETH/BTC", "rules": _sma_rules(10, 30)},
+        )
+        assert r.status_code == 201, r.text
+        r = await api.post(
+            "/api/v1/trading-groups",
+            json={
+                "name": "rules",
+                "triggers": ["sma-eth"],
+                "config": {
+                    "strategy_ref": "sma-rule",
+                    "feeds": {"ETH/BTC": "csv:data/ETH-BTC_5m.csv"},
+                },
+            },
+        )
+        assert r.status_code == 201, r.text
+        group_token = r.json()["token"]
+    await gateway.add_account("paper-1", ["rules"])
+    exec_token = await gateway.add_execution("exec-1", ["paper-1"])
+    execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
+    spawn(
+        ["group", "algo", "--gateway-url", gateway.ws_url],
+        {"ATS_TRADING_GROUP_TOKEN": group_token},
+        tmp_path / "group.log",
+    )
+    await _run_trigger(gateway, trig_token, tmp_path / "first.csv", 10, 30, tmp_path / "t1.log")
+    first, holding = _long_only([c for c in _crossings(10, 30) if c[0] < split_time], False)
+    await eventually(lambda: len(execution.events) >= len(first), timeout=60)
+    v1 = list(execution.events)
+    assert [_decided(e) for e in v1] == first
+    assert {(e["payload"]["strategy"], e["payload"]["version"]) for e in v1} == {("sma-rule", 1)}
+
+    # A new version: the running group is told, and decides with it from then on.
+    async with gateway.api() as api:
+        r = await api.put("/api/v1/strategies/sma-rule", json={"rules": _sma_rules(5, 20)})
+        assert r.status_code in (200, 201), r.text
+
+        async def applied() -> bool:
+            logs = await api.get(
+                "/api/v1/logs", params={"code": "CONFIG_APPLIED", "source": "trading_group:rules"}
+            )
+            return any("sma-rule v2" in i["message"] for i in logs.json()["items"])
+
+        await eventually(applied, timeout=30, message="version 2 applied")
+    await _run_trigger(gateway, trig_token, tmp_path / "second.csv", 5, 20, tmp_path / "t2.log")
+    # The trigger's SMA(20) over the second file alone needs 20 candles to warm up.
+    warm = lines[split + 1 + 20].split(",")[0].replace("Z", "+00:00")
+    second, _ = _long_only([c for c in _crossings(5, 20) if c[0] >= warm], holding)
+    await eventually(lambda: len(execution.events) >= len(first) + len(second), timeout=60)
+    v2 = execution.events[len(first) :]
+    assert [_decided(e) for e in v2] == second
+    assert {(e["payload"]["strategy"], e["payload"]["version"]) for e in v2} == {("sma-rule", 2)}
+
+
+def _decided(event: dict[str, Any]) -> tuple[str, str]:
+    return event["payload"]["candle_time"].replace("Z", "+00:00"), event["payload"]["action"]
