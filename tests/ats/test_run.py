@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from ats.run import DEMO_GROUPS
 from tests.conftest import TIMEOUT_FACTOR, eventually, free_port
 
 ATS = str(Path(sys.executable).with_name("ats"))
@@ -57,7 +58,7 @@ async def test_run_starts_gateway_and_triggers_and_stops_cleanly(tmp_path: Path)
                 await http.get("/api/v1/events", params={"category": "signal", "limit": 1000})
             ).json()["items"]
             groups = (await http.get("/api/v1/trading-groups")).json()
-            assert [g["name"] for g in groups] == ["demo-momentum"]
+            assert [g["name"] for g in groups] == sorted(g.name for g in DEMO_GROUPS)
         proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(asyncio.to_thread(proc.wait), 30 * TIMEOUT_FACTOR)
         output = proc.stdout.read().decode() if proc.stdout else ""
