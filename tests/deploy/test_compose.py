@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from gateway.settings import GatewaySettings
 from shared.config import ClientSettings
+from shared.kernel.strategy import create_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -33,6 +34,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "gateway": GatewaySettings,
     "trigger": ClientSettings,
+    "group": ClientSettings,
 }
 
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -72,8 +74,34 @@ def trigger_services() -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in our_services().items() if svc["command"][0] == "trigger"}
 
 
+def group_services() -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in our_services().items() if svc["command"][0] == "group"}
+
+
+def client_services() -> dict[str, dict[str, Any]]:
+    """The services that connect to the gateway with a token: triggers and groups."""
+    return {**trigger_services(), **group_services()}
+
+
 def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
+
+
+def options(command: list[str], name: str) -> list[str]:
+    """Every value of a repeatable option."""
+    return [command[i + 1] for i, arg in enumerate(command) if arg == name]
+
+
+def assert_read_only_file(name: str, svc: dict[str, Any], path: str) -> None:
+    """`path` in the container is a shipped file under a read-only mount of the repo."""
+    mounts = [v.split(":") for v in svc.get("volumes", [])]
+    host = [
+        ROOT / src / Path(path).relative_to(dst)
+        for src, dst, *mode in mounts
+        if Path(path).is_relative_to(dst) and mode == ["ro"]
+    ]
+    assert host, f"{name}: {path} is not under a read-only mount of the repository"
+    assert host[0].is_file(), f"{name}: {path} is {host[0]} on the host, which does not exist"
 
 
 def strings(node: Any) -> list[str]:
@@ -253,18 +281,18 @@ def test_compose_trigger_services_exist_and_wait_for_a_healthy_gateway() -> None
         "ETH/BTC",
         "LTC/BTC",
     }
-    for name, svc in triggers.items():
+    for name, svc in client_services().items():
         assert svc["depends_on"]["gateway"]["condition"] == "service_healthy", name
         assert svc["restart"] == "on-failure", name
-        # The image's HEALTHCHECK probes the gateway's HTTP port; a trigger has none.
+        # The image's HEALTHCHECK probes the gateway's HTTP port; a client has none.
         assert svc["healthcheck"] == {"disable": True}, name
 
 
-def test_compose_trigger_services_connect_to_the_gateway_service_port() -> None:
+def test_compose_client_services_connect_to_the_gateway_service_port() -> None:
     gateway = compose()["services"]["gateway"]
     port = option(gateway["command"], "--port")
 
-    for name, svc in trigger_services().items():
+    for name, svc in client_services().items():
         assert svc["environment"]["ATS_GATEWAY_URL"] == f"ws://gateway:{port}/ws/events", name
 
 
@@ -272,15 +300,7 @@ def test_compose_trigger_feeds_are_shipped_files_mounted_read_only() -> None:
     for name, svc in trigger_services().items():
         feed = option(svc["command"], "--feed")
         assert feed.startswith("csv:/"), f"{name}: replay an absolute csv: path in the container"
-        path = feed.removeprefix("csv:")
-        mounts = [v.split(":") for v in svc.get("volumes", [])]
-        host = [
-            ROOT / src / Path(path).relative_to(dst)
-            for src, dst, *mode in mounts
-            if Path(path).is_relative_to(dst) and mode == ["ro"]
-        ]
-        assert host, f"{name}: {path} is not under a read-only mount of the repository"
-        assert host[0].is_file(), f"{name}: {path} is {host[0]} on the host, which does not exist"
+        assert_read_only_file(name, svc, feed.removeprefix("csv:"))
 
 
 def test_compose_trigger_tokens_are_not_required_to_start_the_gateway() -> None:
@@ -294,3 +314,42 @@ def test_compose_trigger_tokens_are_not_required_to_start_the_gateway() -> None:
     for name, svc in trigger_services().items():
         assert "triggers" in svc.get("profiles", []), f"{name}: put it in the triggers profile"
         assert interpolate(svc["environment"]["ATS_TRIGGER_TOKEN"], {}) == ""
+    for name, svc in group_services().items():
+        assert "groups" in svc.get("profiles", []), f"{name}: put it in the groups profile"
+        assert interpolate(svc["environment"]["ATS_TRADING_GROUP_TOKEN"], {}) == ""
+
+
+# --------------------------------------------------------------------------- compose: groups
+
+
+def test_compose_group_services_run_the_demo_strategies_on_the_trigger_markets() -> None:
+    groups = group_services()
+    markets = {option(svc["command"], "--symbol") for svc in trigger_services().values()}
+
+    assert [svc["command"][:2] for svc in groups.values()] == [["group", "algo"]] * len(groups)
+    assert {option(svc["command"], "--strategy") for svc in groups.values()} >= {
+        "sma_cross",
+        "ensemble",
+    }
+    for name, svc in groups.items():
+        fed = {feed.split("=", 1)[0] for feed in options(svc["command"], "--feed")}
+        assert fed >= markets, f"{name}: no feed for {sorted(markets - fed)}: it could not decide"
+
+
+def test_compose_group_params_build_their_strategy() -> None:
+    for name, svc in group_services().items():
+        command = svc["command"]
+        try:
+            create_strategy(option(command, "--strategy"), json.loads(option(command, "--params")))
+        except ValueError as e:
+            pytest.fail(f"{name}: the group would exit 2 at start: {e}")
+
+
+def test_compose_group_feeds_are_shipped_files_mounted_read_only() -> None:
+    for name, svc in group_services().items():
+        feeds = options(svc["command"], "--feed")
+        assert feeds, f"{name}: give its feeds as flags, or its REST config must hold them"
+        for feed in feeds:
+            symbol, _, spec = feed.partition("=")
+            assert symbol and spec.startswith("csv:/"), f"{name}: {feed} is not SYMBOL=csv:/PATH"
+            assert_read_only_file(name, svc, spec.removeprefix("csv:"))

@@ -2,9 +2,10 @@
 
 The plain-websockets Python example runs under this interpreter (it needs only
 `websockets`); the Node example runs when `node` and `npm` are installed and
-`npm install` can fetch `ws`. The SDK trigger and the custom rule run from the
-repository, as TRIGGERS.md tells readers to run them. PROTOCOL.md and TRIGGERS.md show
-examples in full, so they must stay identical to the files.
+`npm install` can fetch `ws`. The SDK trigger, the custom rule and the custom strategy
+run from the repository, as TRIGGERS.md and GROUPS.md tell readers to run them.
+PROTOCOL.md, TRIGGERS.md and GROUPS.md show examples in full, so they must stay
+identical to the files.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from shared.events import client_frame_adapter, server_frame_adapter
+from shared.events import Action, client_frame_adapter, server_frame_adapter
+from shared.kernel.engine import StrategyEngine
+from shared.kernel.strategy import Position, create_strategy
 from shared.market.feeds import read_candles_csv
 from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
 from tests.gateway.ws.wsclient import RawClient
@@ -36,11 +41,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PROTOCOL_MD = ROOT / "docs" / "PROTOCOL.md"
 TRIGGERS_MD = ROOT / "docs" / "TRIGGERS.md"
+GROUPS_MD = ROOT / "docs" / "GROUPS.md"
 EXAMPLE_FILES = ("minimal_trigger.py", "minimal_trigger.js", "package.json")
 #: The files each document shows in full.
 SHOWN_FILES = {
     PROTOCOL_MD: EXAMPLE_FILES,
     TRIGGERS_MD: ("custom_rule.py", "sdk_trigger.py"),
+    GROUPS_MD: ("custom_strategy.py",),
 }
 
 # A file shown in the doc is introduced by `<!-- file: examples/NAME -->` on the line
@@ -287,6 +294,138 @@ async def test_custom_rule_runs_as_a_trigger_process_and_publishes_the_spikes(
     assert got == want
     assert {e["payload"]["trigger"] for e in subscriber.events} == {"volume_spike"}
     await subscriber.close()
+
+
+# --------------------------------------------------------------------------- custom strategy
+
+
+@cache
+def custom_strategy() -> ModuleType:
+    """examples/custom_strategy.py, imported once: importing it registers `band_breakout`."""
+    path = EXAMPLES / "custom_strategy.py"
+    spec = importlib.util.spec_from_file_location("custom_strategy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def expected_band_trades(
+    csv: str, length: int = 20, std: float = 2.0
+) -> list[tuple[datetime, str]]:
+    """(candle open time, action) of each long-only trade, computed with pandas-ta: BUY a
+    close above the upper band when flat, SELL a close below the middle band when long."""
+    df = pd.read_csv(ROOT / "data" / csv)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    bands = ta.bbands(df["close"], length=length, lower_std=std, upper_std=std, talib=False)
+    upper = bands[[c for c in bands.columns if c.startswith("BBU_")][0]]
+    middle = bands[[c for c in bands.columns if c.startswith("BBM_")][0]]
+    trades: list[tuple[datetime, str]] = []
+    holding = False
+    for t, close, up, mid in zip(df["timestamp"], df["close"], upper, middle, strict=True):
+        if pd.isna(up):
+            continue
+        if close > up and not holding:
+            trades.append((t.to_pydatetime(), "BUY"))
+            holding = True
+        elif close < mid and holding:
+            trades.append((t.to_pydatetime(), "SELL"))
+            holding = False
+    return trades
+
+
+def test_custom_strategy_over_shipped_data_takes_exactly_the_band_trades() -> None:
+    custom_strategy()
+    strategy = create_strategy("band_breakout", {"std": 2.5})
+    engine = StrategyEngine(strategy)
+    positions: list[Position] = []
+    taken = []
+
+    for candle in read_candles_csv(ROOT / "data" / "ETH-BTC_5m.csv", "ETH/BTC", "5m"):
+        engine.update(candle)
+        decision = engine.decide(engine.context(now=candle.close_time, positions=positions))
+        if decision.action is Action.BUY:
+            assert decision.entry is not None
+            positions = [Position("ETH/BTC", Decimal(1), decision.entry, candle.close_time)]
+        elif decision.action is Action.SELL:
+            positions = []
+        if decision.action is not Action.HOLD:
+            taken.append((candle.open_time, decision.action.value))
+
+    want = expected_band_trades("ETH-BTC_5m.csv", std=2.5)
+    assert len(want) > 10, "the data must exercise the strategy"
+    assert taken == want
+
+
+def test_custom_strategy_bad_params_are_refused_with_the_field() -> None:
+    custom_strategy()
+
+    with pytest.raises(ValueError, match="std"):
+        create_strategy("band_breakout", {"std": 0})
+
+
+async def test_custom_strategy_runs_as_a_group_process_and_decides_on_signals(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    # The test is the trigger: a signal on each candle where a trade is due, and on the
+    # candle after the first BUY, where the strategy must hold (it is already long).
+    trades = expected_band_trades("ETH-BTC_5m.csv", std=2.5)[:8]
+    hold = trades[0][0] + timedelta(minutes=5)
+    assert hold < trades[1][0]
+    trigger_token = await gateway.add_trigger("bands-eth")
+    group_token = await gateway.add_group("bands", ["bands-eth"])
+    log = (tmp_path / "group.log").open("wb")
+    group = subprocess.Popen(
+        [
+            sys.executable, str(EXAMPLES / "custom_strategy.py"), "algo",
+            "--strategy", "band_breakout", "--params", json.dumps({"std": 2.5}),
+            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv", "--gateway-url", gateway.ws_url,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "ATS_TRADING_GROUP_TOKEN": group_token, "ATS_LOG_JSON": "true"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        trigger = await RawClient.connect(
+            gateway.ws_url, param="trigger_token", token=trigger_token
+        )
+        times = sorted([t for t, _ in trades] + [hold])
+        signals = {}
+        for t in times:
+            ack = await trigger.request(
+                {
+                    "kind": "event",
+                    "category": "signal",
+                    "payload": {
+                        "symbol": "ETH/BTC",
+                        "timeframe": "5m",
+                        "candle_time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    },
+                }
+            )
+            assert ack["ok"], ack
+            signals[t] = ack["id"]
+
+        async def decisions() -> list[dict[str, Any]] | None:
+            async with gateway.api() as api:
+                page = (await api.get("/api/v1/events", params={"category": "decision"})).json()
+            return page["items"] if len(page["items"]) >= len(trades) else None
+
+        got = await eventually(decisions, timeout=60, message="a decision per trade")
+        decided = [
+            (datetime.fromisoformat(e["payload"]["candle_time"]), e["payload"]["action"])
+            for e in got
+        ]
+        assert decided == trades
+        assert [e["trace"]["causation_id"] for e in got] == [signals[t] for t, _ in trades]
+        assert {e["source"] for e in got} == {"trading_group:bands"}
+        assert {e["payload"]["strategy"] for e in got} == {"band_breakout"}
+        await trigger.close()
+    finally:
+        group.terminate()
+        group.wait(timeout=30)
+        log.close()
 
 
 # --------------------------------------------------------------------------- the doc
