@@ -312,7 +312,7 @@ async def open_gateway(
     stack: AsyncExitStack,
 ) -> Target:
     """Start `name`: `sqlite` or `postgres`, or either with experiment patches after a
-    slash (`postgres/one-statement+metric-children`, see bench/experiment.py)."""
+    slash (`postgres/async-commit+metric-children`, see bench/experiment.py)."""
     patches = [p for p in name.partition("/")[2].split("+") if p]
     tokens = await provision(url, schema, args.publishers)
     env = gateway_env(
@@ -614,7 +614,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--targets",
         default="relay,sqlite,postgres",
         help="comma-separated: relay, sqlite, postgres; a gateway target may name "
-        "experiment patches after a slash: postgres/one-statement (bench/experiment.py)",
+        "experiment patches after a slash: postgres/async-commit (bench/experiment.py)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy each gateway at max rate")
     parser.add_argument("--py-spy", help="path to py-spy (default: on PATH)")
