@@ -44,6 +44,9 @@ def build_server(settings: GatewaySettings, app: FastAPI | None = None) -> Gatew
         ws_max_size=max(4 * settings.ws_max_frame_bytes, 1 << 20),
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
+        # Frames are a few hundred bytes of JSON: compressing each one again per
+        # subscriber cost more CPU than the whole rest of the fan-out (PERFORMANCE.md).
+        ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
         lifespan="on",

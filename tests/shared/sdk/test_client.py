@@ -340,7 +340,8 @@ async def test_subscriber_killed_mid_stream_receives_every_event_exactly_once(
         await eventually(lambda: len(seen) >= 300, message="all 300 events")
     expected = [(r.id, r.seq) for r in sorted(published, key=lambda r: r.seq)]
     assert seen == expected
-    assert group.stats.connects >= 3
+    # Aborts that land while it is already reconnecting are no-ops: at least one happened.
+    assert group.stats.connects >= 2
 
 
 @pytest.mark.gateway(persist_batch_max=1)  # one commit per event: acks trickle in
