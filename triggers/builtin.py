@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from shared.events import Direction
+from shared.kernel.strategies import crossed_above, crossed_below
 from shared.market.candles import Candle
 from shared.market.indicators import (
     EmaSpec,
@@ -23,18 +24,6 @@ from shared.market.indicators import (
     SmaSpec,
 )
 from triggers.base import SignalDraft, Trigger, TriggerParams, register_trigger
-
-
-def crossed_above(a0: float | None, b0: float | None, a1: float | None, b1: float | None) -> bool:
-    if a0 is None or b0 is None or a1 is None or b1 is None:
-        return False
-    return a0 <= b0 and a1 > b1
-
-
-def crossed_below(a0: float | None, b0: float | None, a1: float | None, b1: float | None) -> bool:
-    if a0 is None or b0 is None or a1 is None or b1 is None:
-        return False
-    return a0 >= b0 and a1 < b1
 
 
 def _clamp(x: float) -> float:

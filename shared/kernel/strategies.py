@@ -22,6 +22,7 @@ from shared.kernel.strategy import Context, Decision, Strategy, StrategyParams, 
 from shared.market.indicators import AtrSpec, IndicatorSpec, RsiSpec, SmaSpec
 
 
+# The crossing convention of every rule in the platform (triggers, strategies, JSON rules).
 def crossed_above(a0: float | None, b0: float | None, a1: float | None, b1: float | None) -> bool:
     if a0 is None or b0 is None or a1 is None or b1 is None:
         return False
