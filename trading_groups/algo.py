@@ -297,6 +297,16 @@ class AlgoGroup:
     async def on_config_update(self, event: ConfigUpdateEvent) -> None:
         """New strategy or params from the operator: rebuild, re-warm, keep the book."""
         config = event.payload.config.get("config", {})
+        if config.get("strategy_error") and not self._given_strategy:
+            # Its stored strategy is gone (deleted, or a typo in strategy_ref): say so and
+            # keep deciding with what it has rather than stop.
+            await self.client.log(
+                f"config update refused, keeping {self.strategy_name or 'no strategy'}: "
+                f"{config['strategy_error']}",
+                level="error",
+                code="CONFIG_REJECTED",
+            )
+            return
         strategy = self._given_strategy or config.get("strategy", self.strategy_name)
         params = (
             self._given_params
