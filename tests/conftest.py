@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,3 +222,33 @@ async def gateway(
     finally:
         if not gw.task.done():
             await gw.stop()
+
+
+ATS = str(Path(sys.executable).with_name("ats"))
+ROOT = Path(__file__).resolve().parents[1]
+Spawn = Callable[[list[str], dict[str, str], Path], "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start `ats ARGS...` as a real process (log to a file); killed at teardown if a
+    test leaves it running."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [ATS, *args],
+                env={**os.environ, "ATS_LOG_JSON": "true", **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -5,51 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas_ta as ta
-import pytest
 
-from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
+from tests.conftest import TIMEOUT_FACTOR, Gateway, Spawn, eventually
 from tests.gateway.ws.wsclient import RawClient
 from tests.shared.kernel.test_strategy import expected_sma_trades
 from tests.triggers.expected import load
 
-ATS = str(Path(sys.executable).with_name("ats"))
 ROOT = Path(__file__).resolve().parents[2]
-_procs: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    while _procs:
-        p = _procs.pop()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [ATS, *args],
-            env={**os.environ, "ATS_LOG_JSON": "true", **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    _procs.append(proc)
-    return proc
 
 
 async def test_algo_group_takes_the_sma_cross_decisions_with_causation(
-    gateway: Gateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
 ) -> None:
     trig_token = await gateway.add_trigger("sma-eth")
     group_token = await gateway.add_group("momentum", ["sma-eth"])
@@ -125,7 +95,7 @@ async def test_algo_group_takes_the_sma_cross_decisions_with_causation(
 
 
 async def test_algo_group_applies_new_params_from_a_config_update_without_restart(
-    gateway: Gateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
 ) -> None:
     trig_token = await gateway.add_trigger("sma-eth")
     async with gateway.api() as api:
@@ -212,7 +182,7 @@ def _sma_rules(fast: int, slow: int) -> list[dict[str, object]]:
 
 
 async def _run_trigger(
-    gateway: Gateway, token: str, feed: Path, fast: int, slow: int, log: Path
+    spawn: Spawn, gateway: Gateway, token: str, feed: Path, fast: int, slow: int, log: Path
 ) -> None:
     trigger = spawn(
         [
@@ -248,7 +218,7 @@ def _long_only(crosses: list[tuple[str, str]], holding: bool) -> tuple[list[tupl
 
 
 async def test_algo_group_runs_a_stored_json_rule_and_follows_its_new_version(
-    gateway: Gateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
 ) -> None:
     # The shipped data in two halves: version 1 decides on the first, version 2 on the second.
     lines = (ROOT / "data" / "ETH-BTC_5m.csv").read_text().splitlines()
@@ -285,7 +255,9 @@ async def test_algo_group_runs_a_stored_json_rule_and_follows_its_new_version(
         {"ATS_TRADING_GROUP_TOKEN": group_token},
         tmp_path / "group.log",
     )
-    await _run_trigger(gateway, trig_token, tmp_path / "first.csv", 10, 30, tmp_path / "t1.log")
+    await _run_trigger(
+        spawn, gateway, trig_token, tmp_path / "first.csv", 10, 30, tmp_path / "t1.log"
+    )
     first, holding = _long_only([c for c in _crossings(10, 30) if c[0] < split_time], False)
     await eventually(lambda: len(execution.events) >= len(first), timeout=60)
     v1 = list(execution.events)
@@ -304,7 +276,9 @@ async def test_algo_group_runs_a_stored_json_rule_and_follows_its_new_version(
             return any("sma-rule v2" in i["message"] for i in logs.json()["items"])
 
         await eventually(applied, timeout=30, message="version 2 applied")
-    await _run_trigger(gateway, trig_token, tmp_path / "second.csv", 5, 20, tmp_path / "t2.log")
+    await _run_trigger(
+        spawn, gateway, trig_token, tmp_path / "second.csv", 5, 20, tmp_path / "t2.log"
+    )
     # The trigger's SMA(20) over the second file alone needs 20 candles to warm up.
     warm = lines[split + 1 + 20].split(",")[0].replace("Z", "+00:00")
     second, _ = _long_only([c for c in _crossings(5, 20) if c[0] >= warm], holding)

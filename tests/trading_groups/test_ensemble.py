@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +13,10 @@ import pandas as pd
 import pandas_ta as ta
 import pytest
 
-from tests.conftest import TIMEOUT_FACTOR, Gateway, eventually
+from tests.conftest import TIMEOUT_FACTOR, Gateway, Spawn, eventually
 from tests.gateway.ws.wsclient import RawClient
 from tests.triggers.expected import load
 
-ATS = str(Path(sys.executable).with_name("ats"))
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ["sma_cross", "rsi_reversal", "breakout"]
 PARAMS = {
@@ -90,34 +85,8 @@ def expected_ensemble_trades() -> tuple[list[tuple[str, str, list[str]]], dict[s
     return out, blocked
 
 
-_procs: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    while _procs:
-        p = _procs.pop()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [ATS, *args],
-            env={**os.environ, "ATS_LOG_JSON": "true", **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    _procs.append(proc)
-    return proc
-
-
 async def test_ensemble_group_takes_the_gated_member_votes_with_reasoning(
-    gateway: Gateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
 ) -> None:
     want, blocked = expected_ensemble_trades()
     # The data exercises every entry gate, and members agreeing on a candle.
