@@ -18,6 +18,7 @@ part of it, rounded down the same way and refused below the market's minimums.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
@@ -44,13 +45,29 @@ def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def round_amount(quantity: Decimal, rules: MarketRules) -> Decimal:
-    """Round a quantity DOWN to the market's amount precision, then to its step, so
-    the result is never more than asked and always a multiple of the step."""
-    if rules.amount_precision is not None:
-        quantity = quantity.quantize(Decimal(1).scaleb(-rules.amount_precision), ROUND_FLOOR)
-    if rules.amount_step is not None:
-        quantity = floor_to_step(quantity, rules.amount_step)
-    return quantity
+    """Round a quantity DOWN onto the market's amount grid: a multiple of the step
+    that has no more decimals than the precision allows (with step 0.25 and one
+    decimal, the grid is 0.5). Never more than asked."""
+    unit = (
+        Decimal(1).scaleb(-rules.amount_precision) if rules.amount_precision is not None else None
+    )
+    step = rules.amount_step
+    if step is None and unit is None:
+        return quantity
+    if step is None or unit is None:
+        grid = step if step is not None else unit
+    else:
+        grid = _lcm(step, unit)
+    assert grid is not None
+    return floor_to_step(quantity, grid)
+
+
+def _lcm(a: Decimal, b: Decimal) -> Decimal:
+    """Least common multiple of two positive decimals (0.25 and 0.1 -> 0.5)."""
+    places = max(-a.as_tuple().exponent, -b.as_tuple().exponent, 0)  # type: ignore[operator]
+    scale = Decimal(10) ** places
+    x, y = int(a * scale), int(b * scale)
+    return Decimal(x * y // math.gcd(x, y)) / scale
 
 
 def round_price(price: Decimal, rules: MarketRules) -> Decimal:
