@@ -71,10 +71,13 @@ class GatewayProcess:
 
         await eventually(ready, timeout=30, interval=0.1, message="gateway ready")
 
-    def kill(self, sig: int = signals.SIGKILL) -> int:
+    async def kill(self, sig: int = signals.SIGKILL) -> int:
+        """Signal the gateway and wait for it to exit, keeping this event loop running:
+        the test's clients must answer the gateway's closing handshake meanwhile."""
         assert self.proc is not None
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30 * TIMEOUT_FACTOR)
+        proc = self.proc
+        return await asyncio.wait_for(asyncio.to_thread(proc.wait), 30 * TIMEOUT_FACTOR)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -143,7 +146,7 @@ async def test_gateway_sigkill_mid_stream_loses_no_acknowledged_event(
 
     streamer = asyncio.create_task(stream())
     await eventually(lambda: len(pub.acks) >= 300, message="some acks before the kill")
-    assert gw.kill() == -signals.SIGKILL
+    assert await gw.kill() == -signals.SIGKILL
     await streamer
     await asyncio.wait_for(pub.closed, 10)
     acked = {i for i, a in pub.acks.items() if a["ok"]}
@@ -201,7 +204,7 @@ async def test_gateway_sigterm_flushes_and_closes_sessions_with_1001(
         await pub.send_raw(json.dumps({**signal(n=i), "id": str(uuid.uuid4())}))
     await eventually(lambda: len(pub.acks) == 200)
     # uvicorn re-raises the signal once shut down, so the exit status says "SIGTERM".
-    assert gw.kill(signals.SIGTERM) == -signals.SIGTERM
+    assert await gw.kill(signals.SIGTERM) == -signals.SIGTERM
     assert await asyncio.wait_for(pub.closed, 10) == (1001, "gateway shutting down")
     assert await asyncio.wait_for(sub.closed, 10) == (1001, "gateway shutting down")
     # Everything acknowledged was handed to the subscriber before the close.
