@@ -112,17 +112,6 @@ async def live_token_principals(*, session: AsyncSession, role: Role) -> set[int
     return set(rows)
 
 
-async def has_live_token(*, session: AsyncSession, role: Role, principal_id: int) -> bool:
-    found = await session.scalar(
-        select(TokenRow.id).where(
-            TokenRow.role == role.value,
-            TokenRow.principal_id == principal_id,
-            TokenRow.revoked.is_(False),
-        )
-    )
-    return found is not None
-
-
 # --------------------------------------------------------------------------- lookups
 
 

@@ -90,7 +90,6 @@ class PendingEvent:
     recipients: tuple[str, ...]
     body: str  # the frame without `seq`; `seq` is spliced in once the database assigns it
     future: asyncio.Future[Committed] = field(repr=False)
-    enqueued: float = 0.0
 
 
 @dataclass(slots=True)
@@ -157,7 +156,6 @@ class Persister:
     # ------------------------------------------------------------------ producers
 
     def submit_event(self, pending: PendingEvent) -> None:
-        pending.enqueued = time.perf_counter()
         self._queue.put_nowait(pending)
 
     def submit_log(self, pending: PendingLog) -> None:

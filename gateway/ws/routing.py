@@ -93,7 +93,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
         table.trigger_groups[t.name] = []
         table.views[principal(Role.TRIGGER, t.name)] = ClientView(
             subscriptions=[],
-            config={"name": t.name, "description": t.description, **_cfg(t.config)},
+            config={"name": t.name, "description": t.description, "config": t.config},
         )
     rules_cache: dict[str, dict[str, Any]] = {}
     for g in groups:
@@ -113,7 +113,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
                 "kind": g.kind,
                 "description": g.description,
                 "trade_accounts": group_accounts.get(g.name, []),
-                **_cfg(await _resolve_rules(session, g.config, rules_cache)),
+                "config": await _resolve_rules(session, g.config, rules_cache),
             },
         )
     for s in services:
@@ -124,7 +124,7 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
             config={
                 "name": s.name,
                 "description": s.description,
-                **_cfg(s.config),
+                "config": s.config,
                 "trade_accounts": [
                     {
                         "name": a.name,
@@ -138,10 +138,6 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
             },
         )
     return table
-
-
-def _cfg(config: dict[str, Any]) -> dict[str, Any]:
-    return {"config": config}
 
 
 async def _resolve_rules(

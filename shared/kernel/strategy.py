@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -210,7 +210,3 @@ def safe_decide(
             error="timeout",
         )
     return decision
-
-
-def with_reason(decision: Decision, prefix: str) -> Decision:
-    return replace(decision, reasoning=f"{prefix}{decision.reasoning}")
