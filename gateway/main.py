@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.api.routes import api_router, ops_router
 from gateway.metrics import Metrics
-from gateway.security import CredentialBox
 from gateway.settings import GatewaySettings
 from gateway.ws.hub import Hub
+from shared.crypto import CredentialBox
 from shared.db.engine import create_engine, current_revision, head_revision, make_sessionmaker
 from shared.logging import get_logger
 

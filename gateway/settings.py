@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Self
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 
 from shared.config import CommonSettings, ensure_secret_file, refuse_placeholder
+from shared.crypto import resolve_secret_key
 
 
 class GatewaySettings(CommonSettings):
@@ -61,14 +61,5 @@ class GatewaySettings(CommonSettings):
         return ensure_secret_file(self.data_dir / "api_key", prefix="ats_api_")
 
     def resolve_secret_key(self) -> str:
-        if self.secret_key is not None:
-            return self.secret_key.get_secret_value()
-
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(Fernet.generate_key().decode() + "\n")
-        return path.read_text().strip()
+        configured = self.secret_key.get_secret_value() if self.secret_key else None
+        return resolve_secret_key(configured, self.data_dir)

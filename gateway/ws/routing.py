@@ -132,6 +132,11 @@ async def load_routing(session: AsyncSession) -> RoutingTable:
                         "mode": a.mode,
                         "config": a.config,
                         "trading_groups": [g.name for g in a.trading_groups],
+                        # Each group's own risk limits (its config's `risk`), merged
+                        # with the account's by execution: the stricter one wins.
+                        "group_limits": {
+                            g.name: g.config.get("risk") or {} for g in a.trading_groups
+                        },
                     }
                     for a in s.trade_accounts
                 ],

@@ -8,6 +8,7 @@ in the code that uses them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -305,3 +306,192 @@ class StrategyRow(Base):
         UniqueConstraint("name", "version"),
         Index("ix_strategies_symbol", "symbol"),
     )
+
+
+# --------------------------------------------------------------------------- execution
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact decimals on both databases: NUMERIC on PostgreSQL, text on SQLite (whose
+    NUMERIC is a float and would round a quantity like 0.1 + 0.2)."""
+
+    impl = Numeric(38, 18)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"Money columns take Decimal, not {type(value).__name__}")
+        if not value.is_finite():
+            raise ValueError(f"Money columns take finite decimals, not {value}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        # normalize() drops PostgreSQL's padding to 18 places (1.500000000000000000).
+        number = Decimal(str(value))
+        return number.quantize(Decimal(1)) if number == number.to_integral() else number.normalize()
+
+
+class OrderIntentRow(Base):
+    """What execution made of one decision for one account: accepted with its sized
+    quantity, or rejected with the risk engine's reason. One per (account, decision):
+    a decision delivered twice finds its intent and makes nothing new."""
+
+    __tablename__ = "order_intents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    trading_group: Mapped[str] = mapped_column(String(64))
+    decision_id: Mapped[str] = mapped_column(String(36))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    symbol: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(8))
+    confidence: Mapped[float]
+    # accepted | rejected
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    quantity: Mapped[Decimal | None] = mapped_column(Money)
+    price: Mapped[Decimal | None] = mapped_column(Money)
+    notional: Mapped[Decimal | None] = mapped_column(Money)
+    # The risk engine's trail: every check with its numbers.
+    checks: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    decision: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("account", "decision_id"),
+        Index("ix_order_intents_created_at", "created_at"),
+        Index("ix_order_intents_correlation_id", "correlation_id"),
+    )
+
+
+class OrderRow(Base):
+    """An order and what is known of it (`shared.kernel.orders.Order`, persisted)."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    client_order_id: Mapped[str] = mapped_column(String(64))
+    intent_id: Mapped[str | None] = mapped_column(String(36))
+    trading_group: Mapped[str | None] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(16))
+    leg: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    filled_quantity: Mapped[Decimal] = mapped_column(Money)
+    average_price: Mapped[Decimal | None] = mapped_column(Money)
+    fees: Mapped[Decimal] = mapped_column(Money)
+    limit_price: Mapped[Decimal | None] = mapped_column(Money)
+    stop_price: Mapped[Decimal | None] = mapped_column(Money)
+    exchange_order_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decision_id: Mapped[str | None] = mapped_column(String(36))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    not_before: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("account", "client_order_id"),
+        Index("ix_orders_status", "status"),
+        Index("ix_orders_correlation_id", "correlation_id"),
+    )
+
+
+class FillRow(Base):
+    """One execution; `fill_id` is the exchange's, so a fill reported twice is booked once."""
+
+    __tablename__ = "fills"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    fill_id: Mapped[str] = mapped_column(String(128))
+    client_order_id: Mapped[str] = mapped_column(String(64))
+    trading_group: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    symbol: Mapped[str] = mapped_column(String(64))
+    side: Mapped[str] = mapped_column(String(8))
+    leg: Mapped[str | None] = mapped_column(String(16))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal] = mapped_column(Money)
+    fee: Mapped[Decimal] = mapped_column(Money)
+    liquidity: Mapped[str | None] = mapped_column(String(8))
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Money)
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("account", "fill_id"),
+        Index("ix_fills_account_at", "account", "at"),
+    )
+
+
+class PositionRow(Base):
+    """An account's open (or last closed, at quantity 0) position in a symbol."""
+
+    __tablename__ = "positions"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trading_group: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    average_price: Mapped[Decimal | None] = mapped_column(Money)
+    mark_price: Mapped[Decimal | None] = mapped_column(Money)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money)
+    realized_pnl: Mapped[Decimal] = mapped_column(Money)
+    stop_loss: Mapped[Decimal | None] = mapped_column(Money)
+    take_profit: Mapped[Decimal | None] = mapped_column(Money)
+    opened_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IncidentRow(Base):
+    """Something execution found wrong (a reconciliation mismatch). While an account
+    has an open incident it does not trade; an operator acknowledges it to resume."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    # open | acknowledged | resolved
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    closed_note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_incidents_account_status", "account", "status"),)
+
+
+class EquitySnapshotRow(Base):
+    """An account's equity at a moment: after each fill and once per sync interval."""
+
+    __tablename__ = "equity_snapshots"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(16))
+    equity: Mapped[Decimal] = mapped_column(Money)
+    cash: Mapped[Decimal] = mapped_column(Money)
+    positions_value: Mapped[Decimal] = mapped_column(Money)
+    realized_pnl: Mapped[Decimal] = mapped_column(Money)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money)
+    fees: Mapped[Decimal] = mapped_column(Money)
+    drawdown: Mapped[Decimal] = mapped_column(Money)
+
+    __table_args__ = (Index("ix_equity_snapshots_account_at", "account", "at"),)
