@@ -76,6 +76,9 @@ class OrderRequest:
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
     not_before: datetime | None = None
+    #: The entry's client order id, for its stop-loss and take-profit: orders with
+    #: the same parent cancel each other when one fills (one-cancels-other).
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
