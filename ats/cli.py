@@ -118,6 +118,17 @@ def group(ctx: typer.Context) -> None:
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
 )
+def execution(ctx: typer.Context) -> None:
+    """Run the execution service (token in ATS_EXECUTION_TOKEN) [--help]."""
+    from execution.cli import app as execution_app
+
+    execution_app(ctx.args, prog_name="ats execution")
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
 def ml(ctx: typer.Context) -> None:
     """Train models for the `ml` strategy: ats ml train --data FILE --horizon N [--help]."""
     from trading_groups.ml_cli import app as ml_app

@@ -1,0 +1,3 @@
+from execution.cli import app
+
+app(prog_name="python -m execution")
