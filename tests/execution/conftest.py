@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -58,7 +58,23 @@ class Desk:
     group: GatewayClient
     service: ExecutionService
     store: ExecutionStore
+    exe: GatewayClient
+    exe_token: str
+    settings: ExecutionSettings
     orders: list[OrderEvent] = field(default_factory=list)
+
+    async def restart(self, while_down: Callable[[], None] | None = None) -> None:
+        """Stop the execution service and start a new one on the same data (as a
+        process restart would: nothing carried over but the database and state files);
+        `while_down` runs in between."""
+        await self.service.close()
+        await self.exe.close()
+        if while_down is not None:
+            while_down()
+        self.exe = GatewayClient(self.gateway.ws_url, token=self.exe_token)
+        self.service = ExecutionService(self.exe, self.store, self.settings)
+        await self.exe.__aenter__()
+        await self.service.start()
 
     async def decide(
         self,
@@ -124,23 +140,22 @@ async def open_desk(
     exe = GatewayClient(gateway.ws_url, token=exe_token)
     service = ExecutionService(exe, store, exe_settings)
     group = GatewayClient(gateway.ws_url, token=group_token)
-    desk = Desk(gateway, group, service, store)
+    desk = Desk(gateway, group, service, store, exe, exe_token, exe_settings)
     group.add_handler("order", lambda e: _collect(desk, e))
     await exe.__aenter__()
     await service.start()
     await group.__aenter__()
-    return desk, (exe, engine)
+    return desk, engine
 
 
 async def _collect(desk: Desk, event: OrderEvent) -> None:
     desk.orders.append(event)
 
 
-async def close_desk(desk: Desk, handles: Any) -> None:
-    exe, engine = handles
+async def close_desk(desk: Desk, engine: Any) -> None:
     await desk.group.close()
     await desk.service.close()
-    await exe.close()
+    await desk.exe.close()
     await engine.dispose()
 
 
