@@ -10,12 +10,23 @@ response model has a field for a trade account's credentials, so none can leak.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    MISSING,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
 from shared.events import Category, Event, LogLevel, Name, Trace
+from shared.kernel.orders import OrderStatus
 from shared.kernel.rules import MAX_RULES
 
 Description = Annotated[str, Field(max_length=2_000)]
@@ -339,3 +350,297 @@ class LogQuery(_Window):
     )
     code: str | None = Field(default=None, max_length=64)
     level: LogLevel | None = None
+
+
+# --------------------------------------------------------------------------- execution
+#
+# What the execution service stored: intents, orders, fills, positions, incidents and
+# equity snapshots. The gateway reads them; only an incident's status is the
+# operator's to change.
+
+
+def _fixed_point(value: Decimal) -> str:
+    # str() would print a normalized 1E-18 or 1E+2; fixed point reads the same in every
+    # client and parses back to the same Decimal. abs() of a zero drops its sign.
+    return format(value if value else abs(value), "f")
+
+
+Amount = Annotated[
+    Decimal,
+    PlainSerializer(_fixed_point, return_type=str, when_used="json"),
+    Field(
+        description='An exact decimal as a JSON string in fixed point: `"0.3"`, '
+        '`"0.000000000000000001"`. Parse it as a decimal, not a float.'
+    ),
+]
+NextCursor = Annotated[
+    str | None,
+    Field(description="Pass as `after` to get the next page; null when this page is the last."),
+]
+IncidentStatus = Literal["open", "acknowledged", "resolved"]
+Filter = Annotated[str | None, Field(max_length=128)]
+
+
+def _comma_list(value: Any) -> Any:
+    """`status=a,b&status=c` -> `["a", "b", "c"]`: both forms a client may send."""
+    items = value if isinstance(value, list) else [value]
+    return [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+
+
+class _Page(_Input):
+    after: int | None = Field(
+        default=None,
+        ge=0,
+        description="Cursor: start after this `id` (before it with `order=desc`); "
+        "pass the previous page's `next_after`.",
+    )
+    limit: int = Field(default=100, ge=1, le=1_000)
+    order: Literal["asc", "desc"] = Field(default="asc", description="`desc`: newest first.")
+
+
+class IntentQuery(_Input):
+    account: Filter = None
+    trading_group: Filter = None
+    symbol: Filter = None
+    status: Literal["accepted", "rejected"] | None = None
+    reason: Annotated[
+        str | None, Field(max_length=64, description="The risk check's code: `max_positions`.")
+    ] = None
+    correlation_id: Filter = None
+    since: AwareDatetime | None = Field(
+        default=None, description="Only intents made at or after this (ISO 8601, with offset)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only intents made before this (ISO 8601, with offset)."
+    )
+    after: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Cursor: the previous page's `next_after`, as it was given.",
+    )
+    limit: int = Field(default=100, ge=1, le=1_000)
+    order: Literal["asc", "desc"] = Field(default="asc", description="`desc`: newest first.")
+
+
+class IntentPublic(_Output):
+    id: str
+    account: str
+    trading_group: str
+    decision_id: str
+    correlation_id: str | None
+    symbol: str
+    action: str
+    confidence: float
+    status: str = Field(description="`accepted` or `rejected`.")
+    reason: str | None = Field(description="Rejected: the stable code of the check that refused.")
+    message: str
+    quantity: Amount | None
+    price: Amount | None
+    notional: Amount | None
+    checks: list[dict[str, Any]] = Field(description="The risk engine's trail, check by check.")
+    decision: dict[str, Any] = Field(description="The decision's payload as execution read it.")
+    created_at: datetime
+
+
+class IntentPage(_Output):
+    items: list[IntentPublic]
+    next_after: NextCursor
+
+
+class OrderQuery(_Page):
+    account: Filter = None
+    trading_group: Filter = None
+    symbol: Filter = None
+    status: Annotated[list[OrderStatus], BeforeValidator(_comma_list)] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Only these statuses: repeat it (`status=filled&status=canceled`) or "
+        "list them (`status=filled,canceled`).",
+    )
+    open: bool | None = Field(
+        default=None,
+        description="`true`: only orders that may still fill or whose fate is unknown "
+        "(`submitted`, `accepted`, `partially_filled`, `ambiguous`); `false`: the others.",
+    )
+    correlation_id: Filter = None
+    client_order_id: Filter = None
+    since: AwareDatetime | None = Field(
+        default=None, description="Only orders created at or after this (ISO 8601, with offset)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only orders created before this (ISO 8601, with offset)."
+    )
+
+
+class FillPublic(_Output):
+    id: int
+    account: str
+    fill_id: str = Field(description="The exchange's id of the fill.")
+    client_order_id: str
+    trading_group: str | None
+    correlation_id: str | None
+    symbol: str
+    side: str
+    leg: str | None
+    quantity: Amount
+    price: Amount
+    fee: Amount
+    liquidity: str | None
+    realized_pnl: Amount | None
+    at: datetime
+
+
+class OrderPublic(_Output):
+    id: int
+    account: str
+    client_order_id: str
+    intent_id: str | None
+    trading_group: str | None
+    symbol: str
+    side: str
+    type: str
+    leg: str
+    status: str = Field(description="`submitted`, `filled`, ...: see `status` in the query.")
+    quantity: Amount
+    filled_quantity: Amount
+    average_price: Amount | None
+    fees: Amount
+    limit_price: Amount | None
+    stop_price: Amount | None
+    exchange_order_id: str | None
+    reason: str | None
+    decision_id: str | None
+    correlation_id: str | None
+    parent_id: str | None
+    not_before: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderDetail(OrderPublic):
+    fills: list[FillPublic] = Field(description="The order's fills, oldest first.")
+
+
+class OrderPage(_Output):
+    items: list[OrderPublic]
+    next_after: NextAfter
+
+
+class FillQuery(_Page):
+    account: Filter = None
+    trading_group: Filter = None
+    symbol: Filter = None
+    correlation_id: Filter = None
+    client_order_id: Filter = None
+    since: AwareDatetime | None = Field(
+        default=None, description="Only fills at or after this (ISO 8601, with offset)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only fills before this (ISO 8601, with offset)."
+    )
+
+
+class FillPage(_Output):
+    items: list[FillPublic]
+    next_after: NextAfter
+
+
+class PositionQuery(_Input):
+    account: Filter = None
+    symbol: Filter = None
+    open: bool = Field(
+        default=True,
+        description="`true`: only positions held (quantity not 0); `false`: every position, "
+        "closed ones included.",
+    )
+
+
+class PositionPublic(_Output):
+    account: str
+    symbol: str
+    trading_group: str | None
+    quantity: Amount = Field(description="Base units; 0 once closed.")
+    average_price: Amount | None
+    mark_price: Amount | None = Field(description="The last price it was valued at.")
+    unrealized_pnl: Amount
+    realized_pnl: Amount
+    stop_loss: Amount | None
+    take_profit: Amount | None
+    opened_at: datetime | None
+    updated_at: datetime
+
+
+class IncidentQuery(_Page):
+    account: Filter = None
+    status: IncidentStatus | None = None
+
+
+class IncidentPublic(_Output):
+    id: int
+    account: str
+    kind: str
+    status: str = Field(description="`open`, `acknowledged` or `resolved`.")
+    message: str
+    details: dict[str, Any]
+    created_at: datetime
+    closed_at: datetime | None = Field(description="When an operator acknowledged or resolved it.")
+    closed_note: str | None = Field(description="The operator's note.")
+
+
+class IncidentPage(_Output):
+    items: list[IncidentPublic]
+    next_after: NextAfter
+
+
+Note = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000),
+    Field(description="What the operator found or did; kept with the incident."),
+]
+
+
+class IncidentClose(_Input):
+    note: Note
+
+
+class EquityQuery(_Page):
+    since: AwareDatetime | None = Field(
+        default=None, description="Only snapshots at or after this (ISO 8601, with offset)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only snapshots before this (ISO 8601, with offset)."
+    )
+    summary: bool = Field(default=True, description="`false`: leave `summary` out (null).")
+
+
+class EquitySnapshotPublic(_Output):
+    id: int
+    at: datetime
+    currency: str
+    equity: Amount
+    cash: Amount
+    positions_value: Amount
+    realized_pnl: Amount = Field(description="Since the account started trading.")
+    unrealized_pnl: Amount
+    fees: Amount
+    drawdown: Amount = Field(description="Below the peak equity, as a fraction of the peak.")
+
+
+class EquitySummary(_Output):
+    """The account now, from all its snapshots whatever the page's window."""
+
+    at: datetime | None = Field(description="Time of the latest snapshot; null if none.")
+    currency: str | None
+    equity: Amount | None = Field(description="Equity at the latest snapshot.")
+    realized_pnl_today: Amount | None = Field(
+        description="Realized PnL since midnight UTC: the latest snapshot's `realized_pnl` "
+        "minus that of the last snapshot before midnight (0 if there is none)."
+    )
+    max_drawdown: Amount | None = Field(description="The deepest `drawdown` of any snapshot.")
+
+
+class EquityPage(_Output):
+    account: str
+    items: list[EquitySnapshotPublic]
+    next_after: NextAfter
+    summary: EquitySummary | None

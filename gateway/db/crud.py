@@ -1,4 +1,5 @@
-"""Storage operations: configuration, and the operator's reads of events and logs.
+"""Storage operations: configuration, and the operator's reads of events, logs and
+what the execution service stored.
 
 Keyword-only functions over one session. They flush but do not commit; the caller (a
 request) commits once, so a multi-step change (create a group and its subscriptions
@@ -7,21 +8,39 @@ and its token) is atomic. Update functions take `None` for "keep the stored valu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    and_,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.security import hash_token, new_token
 from shared.db.models import (
     ClientCursor,
+    EquitySnapshotRow,
     EventRow,
     ExecutionServiceAccount,
     ExecutionServiceRow,
+    FillRow,
+    IncidentRow,
     LogRow,
+    OrderIntentRow,
+    OrderRow,
+    PositionRow,
     StrategyRow,
     TokenRow,
     TradeAccountRow,
@@ -29,6 +48,7 @@ from shared.db.models import (
     TriggerRow,
 )
 from shared.events import Role
+from shared.kernel.orders import WORKING, OrderStatus
 from shared.kernel.rules import dump_rules, parse_rules
 
 type ConfigRow = TriggerRow | TradingGroupRow | TradeAccountRow | ExecutionServiceRow
@@ -677,3 +697,326 @@ async def list_logs(
         .limit(limit)
     )
     return list(rows)
+
+
+# --------------------------------------------------------------------------- execution
+#
+# The execution service writes these tables; the gateway reads them for operators and
+# changes only an incident's status. Money columns are exact Decimals (`Money`).
+
+#: Orders that may still fill, or whose fate the sync loop has yet to learn.
+OPEN_ORDER_STATUSES = frozenset(s.value for s in (*WORKING, OrderStatus.AMBIGUOUS))
+
+
+class IncidentClosed(Exception):
+    """An operator acted on an incident that is no longer open."""
+
+    def __init__(self, incident: IncidentRow) -> None:
+        self.incident = incident
+        when = incident.closed_at.isoformat() if incident.closed_at else "earlier"
+        super().__init__(
+            f"incident {incident.id} is already {incident.status} (at {when}): only an open "
+            "incident can be acknowledged or resolved"
+        )
+
+
+def _equal(*pairs: tuple[InstrumentedAttribute[Any], object]) -> list[ColumnElement[bool]]:
+    """`column == value` for each pair whose value was given."""
+    return [column == value for column, value in pairs if value is not None]
+
+
+async def list_intents(
+    *,
+    session: AsyncSession,
+    account: str | None = None,
+    trading_group: str | None = None,
+    symbol: str | None = None,
+    status: str | None = None,
+    reason: str | None = None,
+    correlation_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[OrderIntentRow]:
+    """Intents in `(created_at, id)` order, from just past the `after` key.
+
+    Intent ids are UUIDs, which say nothing of order, so the page key is the pair.
+    `since` is inclusive and `until` exclusive, on `created_at`.
+    """
+    at, id_ = OrderIntentRow.created_at, OrderIntentRow.id
+    conditions = _equal(
+        (OrderIntentRow.account, account),
+        (OrderIntentRow.trading_group, trading_group),
+        (OrderIntentRow.symbol, symbol),
+        (OrderIntentRow.status, status),
+        (OrderIntentRow.reason, reason),
+        (OrderIntentRow.correlation_id, correlation_id),
+    )
+    if since is not None:
+        conditions.append(at >= since)
+    if until is not None:
+        conditions.append(at < until)
+    if after is not None:
+        key_at, key_id = after
+        if descending:
+            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
+        else:
+            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
+    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    rows = await session.scalars(
+        select(OrderIntentRow).where(*conditions).order_by(*order).limit(limit)
+    )
+    return list(rows)
+
+
+async def get_intent(*, session: AsyncSession, intent_id: str) -> OrderIntentRow:
+    row = await session.get(OrderIntentRow, intent_id)
+    if row is None:
+        raise NotFound("order intent", [intent_id])
+    return row
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    account: str | None = None,
+    trading_group: str | None = None,
+    symbol: str | None = None,
+    statuses: Collection[str] = (),
+    is_open: bool | None = None,
+    correlation_id: str | None = None,
+    client_order_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[OrderRow]:
+    """Orders in `id` order, from just past `after`.
+
+    `statuses` keeps those statuses (all when empty); `is_open` True keeps the open ones
+    (`OPEN_ORDER_STATUSES`), False the others; together they must both hold.
+    """
+    conditions = _window(
+        OrderRow.id,
+        OrderRow.created_at,
+        since=since,
+        until=until,
+        after=after,
+        descending=descending,
+    )
+    conditions += _equal(
+        (OrderRow.account, account),
+        (OrderRow.trading_group, trading_group),
+        (OrderRow.symbol, symbol),
+        (OrderRow.correlation_id, correlation_id),
+        (OrderRow.client_order_id, client_order_id),
+    )
+    if statuses:
+        conditions.append(OrderRow.status.in_(sorted(statuses)))
+    if is_open is not None:
+        in_open = OrderRow.status.in_(sorted(OPEN_ORDER_STATUSES))
+        conditions.append(in_open if is_open else ~in_open)
+    rows = await session.scalars(
+        select(OrderRow)
+        .where(*conditions)
+        .order_by(OrderRow.id.desc() if descending else OrderRow.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def get_order(*, session: AsyncSession, account: str, client_order_id: str) -> OrderRow:
+    row = await session.scalar(
+        select(OrderRow).where(
+            OrderRow.account == account, OrderRow.client_order_id == client_order_id
+        )
+    )
+    if row is None:
+        raise NotFound("order", [f"{account}/{client_order_id}"])
+    return row
+
+
+async def list_fills(
+    *,
+    session: AsyncSession,
+    account: str | None = None,
+    trading_group: str | None = None,
+    symbol: str | None = None,
+    correlation_id: str | None = None,
+    client_order_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[FillRow]:
+    """Fills in `id` (booking) order, from just past `after`; `since`/`until` on `at`."""
+    conditions = _window(
+        FillRow.id, FillRow.at, since=since, until=until, after=after, descending=descending
+    )
+    conditions += _equal(
+        (FillRow.account, account),
+        (FillRow.trading_group, trading_group),
+        (FillRow.symbol, symbol),
+        (FillRow.correlation_id, correlation_id),
+        (FillRow.client_order_id, client_order_id),
+    )
+    rows = await session.scalars(
+        select(FillRow)
+        .where(*conditions)
+        .order_by(FillRow.id.desc() if descending else FillRow.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def order_fills(
+    *, session: AsyncSession, account: str, client_order_id: str
+) -> list[FillRow]:
+    """An order's fills, oldest first."""
+    rows = await session.scalars(
+        select(FillRow)
+        .where(FillRow.account == account, FillRow.client_order_id == client_order_id)
+        .order_by(FillRow.at, FillRow.id)
+    )
+    return list(rows)
+
+
+async def list_positions(
+    *,
+    session: AsyncSession,
+    account: str | None = None,
+    symbol: str | None = None,
+    open_only: bool = True,
+) -> list[PositionRow]:
+    """Positions by account and symbol; `open_only` leaves out those at quantity 0."""
+    conditions = _equal((PositionRow.account, account), (PositionRow.symbol, symbol))
+    if open_only:
+        # SQLite keeps Money as text, where "0.0" != 0; the cast compares numbers on
+        # both databases, and no nonzero decimal of 38 digits casts to 0.
+        conditions.append(cast(PositionRow.quantity, Numeric) != 0)
+    rows = await session.scalars(
+        select(PositionRow).where(*conditions).order_by(PositionRow.account, PositionRow.symbol)
+    )
+    return list(rows)
+
+
+async def list_incidents(
+    *,
+    session: AsyncSession,
+    account: str | None = None,
+    status: str | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[IncidentRow]:
+    """Incidents in `id` order, from just past `after`."""
+    conditions = _equal((IncidentRow.account, account), (IncidentRow.status, status))
+    if after is not None:
+        conditions.append(IncidentRow.id < after if descending else IncidentRow.id > after)
+    rows = await session.scalars(
+        select(IncidentRow)
+        .where(*conditions)
+        .order_by(IncidentRow.id.desc() if descending else IncidentRow.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def get_incident(*, session: AsyncSession, incident_id: int) -> IncidentRow:
+    row = await session.get(IncidentRow, incident_id)
+    if row is None:
+        raise NotFound("incident", [str(incident_id)])
+    return row
+
+
+async def close_incident(
+    *, session: AsyncSession, incident_id: int, status: str, note: str, at: datetime
+) -> IncidentRow:
+    """Move an open incident to `status` (acknowledged or resolved) with the operator's
+    note. The execution service resumes an account once it has no open incident.
+
+    One conditional UPDATE, so of two operators acting at once exactly one wins.
+
+    Raises:
+        NotFound: no incident has the id.
+        IncidentClosed: it is not open any more.
+    """
+    result = await session.execute(
+        update(IncidentRow)
+        .where(IncidentRow.id == incident_id, IncidentRow.status == "open")
+        .values(status=status, closed_at=at, closed_note=note)
+        .execution_options(synchronize_session=False)
+    )
+    row = await session.get(IncidentRow, incident_id, populate_existing=True)
+    if row is None:
+        raise NotFound("incident", [str(incident_id)])
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise IncidentClosed(row)
+    return row
+
+
+async def list_equity(
+    *,
+    session: AsyncSession,
+    account: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[EquitySnapshotRow]:
+    """An account's equity snapshots in `id` (recording) order; `since`/`until` on `at`."""
+    conditions = _window(
+        EquitySnapshotRow.id,
+        EquitySnapshotRow.at,
+        since=since,
+        until=until,
+        after=after,
+        descending=descending,
+    )
+    rows = await session.scalars(
+        select(EquitySnapshotRow)
+        .where(EquitySnapshotRow.account == account, *conditions)
+        .order_by(EquitySnapshotRow.id.desc() if descending else EquitySnapshotRow.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class EquityTotals:
+    """What an account's equity summary is made of.
+
+    Attributes:
+        latest: The newest snapshot, None when there is none.
+        before_day: The newest snapshot before the day's start, None when there is none.
+        max_drawdown: The deepest drawdown any snapshot recorded, None without snapshots.
+    """
+
+    latest: EquitySnapshotRow | None
+    before_day: EquitySnapshotRow | None
+    max_drawdown: Decimal | None
+
+
+async def equity_totals(
+    *, session: AsyncSession, account: str, day_start: datetime
+) -> EquityTotals:
+    """The newest snapshot, the newest before `day_start`, and the deepest drawdown."""
+    newest = select(EquitySnapshotRow).where(EquitySnapshotRow.account == account)
+    newest = newest.order_by(EquitySnapshotRow.at.desc(), EquitySnapshotRow.id.desc()).limit(1)
+    latest = await session.scalar(newest)
+    before_day = await session.scalar(newest.where(EquitySnapshotRow.at < day_start))
+    # Ordered as numbers, since SQLite keeps Money as text; the value returned is the
+    # stored one, exact. (On SQLite the cast orders by doubles: two drawdowns equal to
+    # 15 digits may come out either way.)
+    max_drawdown = await session.scalar(
+        select(EquitySnapshotRow.drawdown)
+        .where(EquitySnapshotRow.account == account)
+        .order_by(cast(EquitySnapshotRow.drawdown, Numeric).desc())
+        .limit(1)
+    )
+    return EquityTotals(latest=latest, before_day=before_day, max_drawdown=max_drawdown)

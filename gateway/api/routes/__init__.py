@@ -4,10 +4,16 @@ from fastapi import APIRouter
 
 from gateway.api.deps import APIKeyDep
 from gateway.api.routes import (
+    equity,
     events,
     execution_services,
+    fills,
     health,
+    incidents,
+    intents,
     logs,
+    orders,
+    positions,
     strategies,
     trade_accounts,
     trading_groups,
@@ -28,5 +34,11 @@ for _resource in (
     strategies,
     events,
     logs,
+    intents,
+    orders,
+    fills,
+    positions,
+    incidents,
+    equity,
 ):
     api_router.include_router(_resource.router)
