@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("correlation_id", sa.String(128), nullable=True),
         sa.Column("symbol", sa.String(64), nullable=False),
         sa.Column("action", sa.String(8), nullable=False),
-        sa.Column("confidence", sa.Float(), nullable=False),
+        sa.Column("confidence", sa.Double(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("reason", sa.String(64), nullable=True),
         sa.Column("message", sa.Text(), nullable=False),
