@@ -133,3 +133,22 @@ def test_the_live_opt_in_takes_only_the_confirmation_value() -> None:
             ExecutionSettings(enable_live_trading=value)
     assert not ExecutionSettings().live_trading_enabled
     assert ExecutionSettings(enable_live_trading=LIVE_TRADING_CONFIRMATION).live_trading_enabled
+
+
+async def test_a_groups_own_limits_apply_with_the_accounts(
+    gateway: Gateway, database: Database, tmp_path: Path
+) -> None:
+    d, engine = await open_desk(
+        gateway,
+        database,
+        tmp_path / "exe",
+        account_config=paper_config(),
+        group_config={"risk": {"min_confidence": 0.9}},
+    )
+    try:
+        rows = read_rows()
+        await d.decide("BUY", rows[10]["time"], entry=rows[10]["close"])  # confidence 0.8
+        await eventually(lambda: denied(d), message="the refusal")
+        assert denied(d)[0].payload.reason == "confidence_too_low"
+    finally:
+        await close_desk(d, engine)
