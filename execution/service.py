@@ -235,6 +235,7 @@ class ExecutionService:
             if row.quantity:
                 account.exits[row.symbol] = (row.stop_loss, row.take_profit)
         account.halted = await self.store.open_incidents(name) > 0
+        await self._snapshot(account, force=True)
         log.info(
             "account_started",
             account=name,
@@ -264,8 +265,12 @@ class ExecutionService:
             if balances and currency in balances:
                 capital = balances[currency]
         if capital is None:
-            # A real account: what it started with is today's free cash with the
-            # cash flow of our own fills taken back out.
+            capital = await self.store.first_cash(spec.name)
+        if capital is None:
+            # First start on a real account: today's free cash, with the cash flow of
+            # any fills of ours taken back out. The snapshot taken right after start
+            # records it, so later starts read it back (`first_cash`) rather than
+            # derive it from a balance that open orders may have moved meanwhile.
             held = (await adapter.balances()).get(currency)
             flow = sum(
                 (

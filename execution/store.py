@@ -276,6 +276,17 @@ class ExecutionStore:
                 )
             )
 
+    async def first_cash(self, account: str) -> Decimal | None:
+        """Cash in the account's first snapshot, taken when the service first served
+        it: the books' starting capital on an exchange."""
+        async with self.sessions() as s:
+            return await s.scalar(
+                select(EquitySnapshotRow.cash)
+                .where(EquitySnapshotRow.account == account)
+                .order_by(EquitySnapshotRow.id)
+                .limit(1)
+            )
+
     async def peak_equity(self, account: str) -> Decimal | None:
         # Not max() in SQL: SQLite keeps Money as text, whose max is not a number's.
         async with self.sessions() as s:

@@ -8,7 +8,7 @@ in the code that uses them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -311,6 +311,10 @@ class StrategyRow(Base):
 # --------------------------------------------------------------------------- execution
 
 
+# Wide enough for NUMERIC(38, 18) with room: the default 28 digits would round.
+_EXACT = Context(prec=64)
+
+
 class Money(TypeDecorator[Decimal]):
     """Exact decimals on both databases: NUMERIC on PostgreSQL, text on SQLite (whose
     NUMERIC is a float and would round a quantity like 0.1 + 0.2)."""
@@ -337,7 +341,9 @@ class Money(TypeDecorator[Decimal]):
             return None
         # normalize() drops PostgreSQL's padding to 18 places (1.500000000000000000).
         number = Decimal(str(value))
-        return number.quantize(Decimal(1)) if number == number.to_integral() else number.normalize()
+        if number == number.to_integral():
+            return number.quantize(Decimal(1), context=_EXACT)
+        return number.normalize(_EXACT)
 
 
 class OrderIntentRow(Base):

@@ -730,11 +730,6 @@ async def test_openapi_documents_money_as_strings(gateway: Gateway) -> None:
     assert "404" in paths["/api/v1/accounts/{name}/equity"]["get"]["responses"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared.db.models.Money.process_result_value normalizes in the default 28-digit "
-    "context, so a value of more than 28 significant digits comes back rounded",
-)
 async def test_money_of_38_digits_round_trips(gateway: Gateway, api: httpx.AsyncClient) -> None:
     widest = D("99999999999999999999.999999999999999999")  # NUMERIC(38, 18) at its limit
     await store(gateway, [order("atsE09", "filled", average_price=widest)])
