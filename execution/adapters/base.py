@@ -333,10 +333,4 @@ def _load_builtins() -> None:
     import importlib
 
     for module in _BUILTINS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            # Only a built-in not written yet is skipped; a broken import inside one
-            # (a missing dependency) must surface.
-            if e.name != module:
-                raise
+        importlib.import_module(module)
