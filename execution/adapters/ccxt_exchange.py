@@ -40,10 +40,10 @@ How the adapter keeps the contract of `base.ExchangeAdapter`:
 - Amounts and prices off the market's grid are refused (`InvalidOrder`) rather than
   silently truncated by ccxt: the risk engine rounds, the adapter does not.
 - Fills are the exchange's trades (from the placement's answer, else
-  `fetch_order_trades`), so a fill has the same id in every report. An exchange
-  that cannot list an order's trades gets one synthetic fill carrying the order's
-  totals, id `<client order id>:<filled quantity>`: a consumer books it with
-  `shared.kernel.orders.fill_from_totals`.
+  `fetch_order_trades`), so a fill has the same id in every report. For an
+  exchange that cannot list an order's trades the report has no fills, only the
+  totals (filled quantity, average price, fee); the service then books the
+  difference with `shared.kernel.orders.fill_from_totals`.
 - Fees are converted to the quote currency: a fee charged in the base currency
   (Binance takes its commission from the asset received) is multiplied by the
   fill's price; one in a third currency (BNB) at that currency's last price against
@@ -595,9 +595,14 @@ class CcxtAdapter(ExchangeAdapter):
             or _when(order.get("timestamp"))
             or self.clock()
         )
-        fills = await self._fills(order, symbol, cid, side, filled, average, updated)
+        fills = await self._fills(order, symbol, cid, side, filled, updated)
         quote = symbol.split("/")[1].split(":")[0] if "/" in symbol else None
-        fee = sum((f.fee for f in fills if f.fee_currency in (None, quote)), ZERO)
+        if fills:
+            fee = sum((f.fee for f in fills if f.fee_currency in (None, quote)), ZERO)
+        elif average is not None:
+            fee, _ = await self._fee_in_quote(order, symbol, average)
+        else:
+            fee = ZERO
         if status is OrderStatus.REJECTED:
             reason = "the exchange rejected the order"
         elif status is OrderStatus.CANCELED and order.get("status") == "closed":
@@ -628,20 +633,18 @@ class CcxtAdapter(ExchangeAdapter):
         cid: str,
         side: OrderSide,
         filled: Decimal,
-        average: Decimal | None,
         updated: datetime,
     ) -> tuple[FillReport, ...]:
+        """The order's executions as the exchange lists them; () when it cannot."""
         if filled <= 0:
             return ()
         trades: Sequence[Mapping[str, Any]] = [
             t for t in order.get("trades") or [] if t.get("id") is not None
         ]
         traded = sum((_decimal(t.get("amount")) or ZERO for t in trades), ZERO)
-        if (
-            traded < filled
-            and order.get("id") is not None
-            and self.exchange.has.get("fetchOrderTrades")
-        ):
+        if traded < filled and order.get("id") is not None:
+            if not self.exchange.has.get("fetchOrderTrades"):
+                return ()
             order_id = order["id"]
             trades = await self._read(lambda: self.exchange.fetch_order_trades(order_id, symbol))
         # A market order always takes; an exchange's placement answer may not say so.
@@ -651,23 +654,7 @@ class CcxtAdapter(ExchangeAdapter):
             fill = await self._fill(trade, symbol, cid, side, updated, taker)
             if fill is not None:
                 fills.append(fill)
-        if fills or average is None:
-            return tuple(fills)
-        # The exchange lists no trades: one fill of the totals (see the module docstring).
-        fee, currency = await self._fee_in_quote(order, symbol, average)
-        return (
-            FillReport(
-                fill_id=f"{cid}:{filled.normalize():f}",
-                client_order_id=cid,
-                symbol=symbol,
-                side=side,
-                quantity=filled,
-                price=average,
-                fee=fee,
-                at=updated,
-                fee_currency=currency,
-            ),
-        )
+        return tuple(fills)
 
     async def _fill(
         self,

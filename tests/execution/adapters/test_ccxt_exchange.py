@@ -375,6 +375,24 @@ async def test_ccxt_partial_fill_then_fill_keeps_fill_ids(venue: CcxtHarness) ->
     assert full.fee == sum(f.fee for f in full.fills) == Decimal("0.03") * Decimal("0.049") / 1000
 
 
+async def test_ccxt_without_trade_listing_reports_totals_only(venue: CcxtHarness) -> None:
+    # An exchange whose ccxt class cannot list an order's trades (has no
+    # fetchOrderTrades): the report carries totals, and the service books them
+    # with fill_from_totals.
+    adapter = adapter_of(venue)
+    adapter.exchange.has = {**adapter.exchange.has, "fetchOrderTrades": False}
+    request = limit_order(Decimal("0.049"), quantity=Decimal("0.03"))
+    await adapter.place_order(request)
+    venue.binance.fill_partially(request.client_order_id, Decimal("0.01"))
+
+    report = await adapter.fetch_order(SYMBOL, request.client_order_id)
+
+    assert report.fills == ()
+    assert report.status is OrderStatus.PARTIALLY_FILLED
+    assert (report.filled_quantity, report.average_price) == (Decimal("0.01"), Decimal("0.049"))
+    assert venue.binance.hits("GET", "/api/v3/myTrades") == 0
+
+
 async def test_ccxt_cancel_after_a_partial_fill_keeps_the_fill(venue: CcxtHarness) -> None:
     request = limit_order(Decimal("0.049"), quantity=Decimal("0.03"))
     await venue.adapter.place_order(request)
