@@ -127,6 +127,10 @@ async def test_killed_between_order_and_answer_no_duplicate_after_restart(
                 await engine.dispose()
         execution.terminate()
         assert await asyncio.wait_for(asyncio.to_thread(execution.wait), 30) == 0
+    # The service opened the credentials and signed with them: never logged them.
+    text = log.read_text()
+    assert "account_started" in text
+    assert API_KEY not in text and SECRET not in text
 
 
 def _placed(binance: FakeBinance, cid: str) -> bool:
