@@ -2,8 +2,8 @@
 
 The supervisor starts the gateway, provisions the demo configuration through the
 REST API (as an operator would), starts each service with its token, prints the
-signals as they are stored, and stops everything on Ctrl-C or SIGTERM. Each
-service's log goes to ATS_DATA_DIR/logs/<name>.log.
+signals, decisions and orders as they are stored, and stops everything on Ctrl-C or
+SIGTERM. Each service's log goes to ATS_DATA_DIR/logs/<name>.log.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,36 @@ DEMO_GROUPS = (
 )
 
 
+#: The execution service that trades the demo groups' decisions on a paper account.
+DEMO_EXECUTION = "demo-execution"
+#: Each run trades on a fresh paper account named `demo-paper-<id epoch>`.
+DEMO_ACCOUNT_PREFIX = "demo-paper-"
+
+
+def demo_account_config() -> dict[str, Any]:
+    """The demo paper account: 1 BTC, the triggers' candles as its market data.
+
+    A fixed 0.05 BTC per entry, at most one position per symbol and two in all, so
+    the groups' decisions become a few meaningful orders (and some refusals) rather
+    than the whole balance on the first signal. Its csv feeds put the account on the
+    market clock: it fills each order at the open of the candle after the decision's.
+    """
+    return {
+        "currency": "BTC",
+        "balances": {"BTC": "1"},
+        "feeds": {t.symbol: f"csv:{DATA / t.csv}" for t in DEMO_TRIGGERS},
+        "markets": {
+            t.symbol: {"amount_step": "0.001", "min_notional": "0.0001"} for t in DEMO_TRIGGERS
+        },
+        "fill_model": {"slippage_bps": "5", "taker_fee": "0.001"},
+        "risk": {
+            "sizing": {"method": "fixed_notional", "notional": "0.05"},
+            "max_open_positions": 2,
+            "max_positions_per_symbol": 1,
+        },
+    }
+
+
 @dataclass
 class Child:
     name: str
@@ -104,6 +135,8 @@ class Supervisor:
         self.console = console
         self.speed = speed
         self.children: list[Child] = []
+        self.account = ""  # this run's paper account, named once provisioned
+        self._candles: dict[str, str] = {}  # decision id -> its candle, for order lines
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ processes
@@ -165,7 +198,8 @@ class Supervisor:
         raise RuntimeError(f"the gateway was not ready after 30 s; see {self.logs / 'gateway.log'}")
 
     async def provision(self, http: httpx.AsyncClient) -> dict[str, str]:
-        """Create (or find) the demo triggers and group; return fresh trigger tokens."""
+        """Create (or find) the demo triggers, groups, paper account and execution
+        service; return fresh tokens for each service, by process name."""
         tokens: dict[str, str] = {}
         # Every run replays the same shipped candles: a new id epoch makes them new
         # signals and decisions instead of duplicates of the previous run's.
@@ -191,7 +225,62 @@ class Supervisor:
                     "config": {**g.config(), "id_epoch": epoch},
                 },
             )
+        tokens[DEMO_EXECUTION] = await self._provision_account(http, epoch)
         return tokens
+
+    async def _provision_account(self, http: httpx.AsyncClient, epoch: str) -> str:
+        """A fresh paper account for this run, served by the demo execution service;
+        return the service's token.
+
+        The replay starts again from the first candle, and a paper account's books
+        and market clock continue from its last fill: the previous run's account would
+        see time go backwards. So each run trades on a new `demo-paper-<epoch>`, and
+        the previous runs' demo accounts are deleted so that only this one is bound
+        to the groups. Their orders, fills and positions stay in the tables under
+        their old names (GET /api/v1/orders?account=...), as a real account's history
+        would after it is closed.
+        """
+        account = f"{DEMO_ACCOUNT_PREFIX}{epoch}"
+        r = await http.post(
+            "/api/v1/trade-accounts",
+            json={
+                "name": account,
+                "exchange": "paper",
+                "mode": "paper",
+                "config": demo_account_config(),
+                "trading_groups": [g.name for g in DEMO_GROUPS],
+            },
+        )
+        if r.status_code != 201 and r.status_code != 409:  # 409: a restart within a second
+            raise RuntimeError(f"provisioning trade account {account!r} failed: {r.text}")
+        # Bind the service to the new account first: it then serves no old account,
+        # and deleting those cannot leave it serving nothing in between.
+        token = await _create_or_rotate(
+            http, "execution-services", {"name": DEMO_EXECUTION, "trade_accounts": [account]}
+        )
+        listed = await http.get("/api/v1/trade-accounts")
+        listed.raise_for_status()
+        for old in listed.json():
+            name = old["name"]
+            if name.startswith(DEMO_ACCOUNT_PREFIX) and name != account:
+                gone = await http.delete(f"/api/v1/trade-accounts/{name}")
+                if gone.status_code not in (204, 404):
+                    raise RuntimeError(f"deleting trade account {name!r} failed: {gone.text}")
+                # Its paper exchange (balances, orders) is of no use without it.
+                (self.data_dir / "paper" / f"{name}.json").unlink(missing_ok=True)
+        self.account = account
+        return token
+
+    async def start_execution(self, tokens: dict[str, str]) -> None:
+        # Started before the groups so it is connected when their first decisions
+        # arrive, and (stopped in reverse order) stopped after them.
+        await self._spawn(
+            Child(
+                DEMO_EXECUTION,
+                [ATS, "execution"],
+                self._env(ATS_EXECUTION_TOKEN=tokens[DEMO_EXECUTION]),
+            )
+        )
 
     async def start_groups(self, tokens: dict[str, str]) -> None:
         for g in DEMO_GROUPS:
@@ -214,7 +303,8 @@ class Supervisor:
             await self._spawn(Child(t.name, argv, self._env(ATS_TRIGGER_TOKEN=tokens[t.name])))
 
     async def watch(self, http: httpx.AsyncClient) -> None:
-        """Print each stored signal until asked to stop or the gateway dies."""
+        """Print each stored event (signals, decisions, orders) until asked to stop or
+        the gateway dies."""
         after = 0
         first = await http.get("/api/v1/events", params={"order": "desc", "limit": 1})
         if first.status_code == 200 and first.json()["items"]:
@@ -236,10 +326,21 @@ class Supervisor:
 
     def _show(self, e: dict[str, Any]) -> None:
         p = e.get("payload", {})
-        when = str(p.get("candle_time") or e.get("ts", ""))[:16].replace("T", " ")
+        title = e.get("title", "")
+        when = p.get("candle_time") or e.get("ts", "")
+        if e["category"] == "decision" and p.get("candle_time"):
+            self._candles[e["id"]] = p["candle_time"]
+        elif e["category"] == "order":
+            if p.get("status") == "submitted":
+                return  # its fill or refusal follows at once: one line per order
+            title = _order_line(p)
+            # On the market clock an order belongs to its decision's candle, not to
+            # the wall-clock moment the replay reached it.
+            cause = str((e.get("trace") or {}).get("causation_id"))
+            when = self._candles.get(cause, when)
+        when = str(when)[:16].replace("T", " ")
         self.console.print(
-            f"[dim]{e['seq']:>6}[/] {e['category']:<8} {e['source']:<24} "
-            f"{when}  {e.get('title', '')}",
+            f"[dim]{e['seq']:>6}[/] {e['category']:<8} {e['source']:<24} {when}  {title}",
             highlight=False,
         )
 
@@ -255,12 +356,19 @@ class Supervisor:
             headers = {"Authorization": f"Bearer {self.api_key}"}
             async with httpx.AsyncClient(base_url=self.base, headers=headers, timeout=10) as http:
                 tokens = await self.provision(http)
+                await self.start_execution(tokens)
                 await self.start_groups(tokens)
                 await self.start_triggers(tokens)
-                names = [t.name for t in DEMO_TRIGGERS] + [g.name for g in DEMO_GROUPS]
+                names = [DEMO_EXECUTION]
+                names += [g.name for g in DEMO_GROUPS] + [t.name for t in DEMO_TRIGGERS]
                 self.console.print(
                     f"running: gateway, {', '.join(names)} "
                     f"(logs in {self.logs}); Ctrl-C stops everything"
+                )
+                self.console.print(
+                    f"trading  on the paper account {self.account} "
+                    f"(GET /api/v1/orders, /api/v1/positions)",
+                    highlight=False,
                 )
                 self.console.rule()
                 await self.watch(http)
@@ -284,6 +392,36 @@ async def _create_or_rotate(http: httpx.AsyncClient, resource: str, body: dict[s
         token = r.json()["token"]
         return token
     raise RuntimeError(f"provisioning {resource} {body['name']!r} failed: {r.status_code} {r.text}")
+
+
+def _order_line(p: dict[str, Any]) -> str:
+    """One line for an order event: what happened, to what, and why or at what price.
+
+    `filled buy 0.514 ETH/BTC @ 0.0972486 (position 0.514) for demo-ensemble`,
+    `denied buy LTC/BTC: max_positions_per_symbol for demo-momentum`.
+    """
+    status, side, symbol = p.get("status", "?"), p.get("side", ""), p.get("symbol", "")
+    group = p.get("trading_group", "")
+    if p.get("fill_id"):
+        position = (p.get("position") or {}).get("quantity")
+        notes = [f"position {_short(position)}"] if position is not None else []
+        if p.get("realized_pnl") is not None:
+            notes.append(f"pnl {_short(p['realized_pnl'])}")
+        extra = f" ({', '.join(notes)})" if notes else ""
+        quantity, price = _short(p.get("quantity")), _short(p.get("price"))
+        return f"{status} {side} {quantity} {symbol} @ {price}{extra} for {group}"
+    why = p.get("reason") or p.get("message") or ""
+    return f"{status} {side} {symbol}: {why} for {group}"
+
+
+def _short(value: Any) -> str:
+    """A decimal string for reading: at most 8 places (a satoshi), no trailing zeros."""
+    try:
+        number = Decimal(str(value)).quantize(Decimal("1e-8"))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    text = f"{number:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _json(value: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ import yaml
 from cryptography.fernet import Fernet
 from pydantic_settings import BaseSettings
 
+from execution.settings import ExecutionSettings
 from gateway.settings import GatewaySettings
 from shared.config import ClientSettings
 from shared.kernel.strategy import create_strategy
@@ -35,6 +36,7 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "gateway": GatewaySettings,
     "trigger": ClientSettings,
     "group": ClientSettings,
+    "execution": ExecutionSettings,
 }
 
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -78,9 +80,14 @@ def group_services() -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in our_services().items() if svc["command"][0] == "group"}
 
 
+def execution_services() -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in our_services().items() if svc["command"][0] == "execution"}
+
+
 def client_services() -> dict[str, dict[str, Any]]:
-    """The services that connect to the gateway with a token: triggers and groups."""
-    return {**trigger_services(), **group_services()}
+    """The services that connect to the gateway with a token: triggers, groups and
+    execution."""
+    return {**trigger_services(), **group_services(), **execution_services()}
 
 
 def option(command: list[str], name: str) -> str:
@@ -317,6 +324,9 @@ def test_compose_trigger_tokens_are_not_required_to_start_the_gateway() -> None:
     for name, svc in group_services().items():
         assert "groups" in svc.get("profiles", []), f"{name}: put it in the groups profile"
         assert interpolate(svc["environment"]["ATS_TRADING_GROUP_TOKEN"], {}) == ""
+    for name, svc in execution_services().items():
+        assert "execution" in svc.get("profiles", []), f"{name}: put it in the execution profile"
+        assert interpolate(svc["environment"]["ATS_EXECUTION_TOKEN"], {}) == ""
 
 
 # --------------------------------------------------------------------------- compose: groups
@@ -353,3 +363,34 @@ def test_compose_group_feeds_are_shipped_files_mounted_read_only() -> None:
             symbol, _, spec = feed.partition("=")
             assert symbol and spec.startswith("csv:/"), f"{name}: {feed} is not SYMBOL=csv:/PATH"
             assert_read_only_file(name, svc, spec.removeprefix("csv:"))
+
+
+# --------------------------------------------------------------------------- compose: execution
+
+
+def test_compose_execution_service_shares_the_gateways_database_and_secret_key() -> None:
+    gateway = compose()["services"]["gateway"]["environment"]
+    services = execution_services()
+    secrets = {"ATS_API_KEY": "k" * 43, "ATS_SECRET_KEY": Fernet.generate_key().decode()}
+
+    assert services, "no service runs `ats execution`"
+    for name, svc in services.items():
+        env = svc["environment"]
+        # It writes orders, fills and positions where the gateway's REST API reads them.
+        assert interpolate(env["ATS_DATABASE_URL"], secrets) == interpolate(
+            gateway["ATS_DATABASE_URL"], secrets
+        ), name
+        # The key the gateway sealed the accounts' exchange credentials with.
+        assert interpolate(env["ATS_SECRET_KEY"], secrets) == secrets["ATS_SECRET_KEY"], name
+        with pytest.raises(LookupError, match="ATS_SECRET_KEY"):
+            interpolate(str(env["ATS_SECRET_KEY"]), {})
+
+
+def test_compose_execution_state_is_on_a_volume_and_replay_data_read_only() -> None:
+    for name, svc in execution_services().items():
+        mounts = [v.split(":") for v in svc.get("volumes", [])]
+        named = set(compose().get("volumes") or {})
+        # Paper accounts keep their simulated exchange under ATS_DATA_DIR (/data).
+        assert any(src in named and dst == "/data" for src, dst, *_ in mounts), name
+        # A paper account may replay the shipped candles (csv:/app/data/...).
+        assert_read_only_file(name, svc, "/app/data/ETH-BTC_5m.csv")
