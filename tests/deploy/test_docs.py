@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from execution.settings import ExecutionSettings
 from gateway.settings import GatewaySettings
 from shared.config import ClientSettings
 from triggers.news.cli import NewsSettings
@@ -22,7 +23,14 @@ DOCS = [
     ROOT / "README.md",
     *(
         ROOT / "docs" / n
-        for n in ("ARCHITECTURE.md", "PROTOCOL.md", "TRIGGERS.md", "GROUPS.md", "DEPENDENCIES.md")
+        for n in (
+            "ARCHITECTURE.md",
+            "PROTOCOL.md",
+            "TRIGGERS.md",
+            "GROUPS.md",
+            "EXECUTION.md",
+            "DEPENDENCIES.md",
+        )
     ),
 ]
 #: Read by the test suite (tests/conftest.py), not by any service.
@@ -40,6 +48,7 @@ def settings() -> set[str]:
         *GatewaySettings.model_fields,
         *ClientSettings.model_fields,
         *NewsSettings.model_fields,
+        *ExecutionSettings.model_fields,
     }
     return {f"ATS_{name.upper()}" for name in fields}
 
