@@ -321,22 +321,8 @@ class PaperAdapter(ExchangeAdapter):
 
     async def market_rules(self, symbol: str) -> MarketRules:
         self._market(symbol)
-        rules = self._market_rules.get(symbol) or {}
-
-        def dec(name: str) -> Decimal | None:
-            value = rules.get(name)
-            return Decimal(str(value)) if value is not None else None
-
-        return MarketRules(
-            symbol=symbol,
-            amount_step=dec("amount_step"),
-            amount_precision=rules.get("amount_precision", 8),
-            price_tick=dec("price_tick"),
-            price_precision=rules.get("price_precision", 8),
-            min_amount=dec("min_amount"),
-            min_notional=dec("min_notional"),
-            max_amount=dec("max_amount"),
-            taker_fee=self.fill_model.taker_fee,
+        return MarketRules.from_config(
+            symbol, self._market_rules.get(symbol), taker_fee=self.fill_model.taker_fee
         )
 
     async def last_price(self, symbol: str) -> Decimal:

@@ -15,8 +15,13 @@ from sqlalchemy import select
 
 from execution.store import ExecutionStore
 from gateway.db import crud
+from shared.backtest import BacktestConfig, run_backtest
 from shared.db.engine import create_engine
 from shared.db.models import EquitySnapshotRow, PositionRow
+from shared.kernel.fills import FillModelConfig
+from shared.kernel.risk import MarketRules, RiskLimits
+from shared.market.feeds import read_candles_csv
+from shared.ml import build_strategy
 from tests.conftest import TIMEOUT_FACTOR, Database, Gateway, Spawn, eventually
 from tests.execution.conftest import ETH_BTC, paper_config, read_rows
 from tests.shared.kernel.test_strategy import expected_sma_trades
@@ -170,6 +175,31 @@ async def test_signals_to_fills_with_hand_arithmetic(
     last_equity = Decimal(fills[-1]["payload"]["equity"])
     mark = Decimal(fills[-1]["payload"]["price"])
     assert last_equity == cash + held * mark
+
+    # Parity: the backtester, on the same candles with the same settings, makes
+    # exactly these trades and ends with the same equity.
+    result = run_backtest(
+        lambda: build_strategy("sma_cross", {"fast": 10, "slow": 30}),
+        {"ETH/BTC": read_candles_csv(data, "ETH/BTC", "5m")},
+        BacktestConfig(
+            capital=Decimal(1),
+            currency="BTC",
+            fill_model=FillModelConfig.model_validate(config["fill_model"]),
+            risk=RiskLimits.model_validate(config["risk"]),
+            markets={
+                "ETH/BTC": MarketRules.from_config(
+                    "ETH/BTC", config["markets"]["ETH/BTC"], taker_fee=FEE
+                )
+            },
+        ),
+    )
+    live = [
+        (Decimal(b["payload"]["price"]), Decimal(s["payload"]["price"]))
+        for b, s in zip(fills[::2], fills[1::2], strict=False)
+    ]
+    assert [(t.entry_price, t.exit_price) for t in result.trades] == live
+    assert sum(t.pnl for t in result.trades) == realized_total
+    assert result.final_equity == cash + held * rows[-1]["close"]
 
     # The group heard every order event back (it counts them).
     group.terminate()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from shared.events import Action
 from shared.market.candles import timeframe_delta
@@ -235,6 +236,31 @@ class MarketRules:
     min_notional: Decimal | None = None
     max_amount: Decimal | None = None
     taker_fee: Decimal = ZERO
+
+    @classmethod
+    def from_config(
+        cls, symbol: str, config: Mapping[str, Any] | None, *, taker_fee: Decimal = ZERO
+    ) -> MarketRules:
+        """Rules from a config object (a paper account's or a backtest's `markets`
+        entry: `amount_step`, `price_tick`, `min_amount`, ...); 8 decimals by default,
+        so the paper exchange and the backtester size orders alike."""
+        values = dict(config or {})
+
+        def dec(name: str) -> Decimal | None:
+            value = values.get(name)
+            return Decimal(str(value)) if value is not None else None
+
+        return cls(
+            symbol=symbol,
+            amount_step=dec("amount_step"),
+            amount_precision=values.get("amount_precision", 8),
+            price_tick=dec("price_tick"),
+            price_precision=values.get("price_precision", 8),
+            min_amount=dec("min_amount"),
+            min_notional=dec("min_notional"),
+            max_amount=dec("max_amount"),
+            taker_fee=taker_fee,
+        )
 
     def __post_init__(self) -> None:
         for name in ("amount_step", "price_tick", "max_amount"):
