@@ -1,0 +1,111 @@
+"""A backtest's metrics, each defined once here (and in docs/BACKTESTING.md).
+
+Returns are per bar, from the equity after each bar; annualization uses the bars per
+year of the timeframe (crypto trades every day: 365 days). Ratios use a zero risk-free
+rate. A metric that is undefined (no trades, no losing trade, a flat curve) is None,
+never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from shared.backtest.result import BacktestResult
+from shared.market.candles import timeframe_seconds
+
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    total_return_pct: float
+    cagr_pct: float | None
+    volatility_pct: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown_pct: float
+    max_drawdown_duration_seconds: float
+    win_rate_pct: float | None
+    profit_factor: float | None
+    expectancy: float | None
+    exposure_pct: float
+    trades: int
+    fees_paid: float
+    final_equity: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compute_metrics(result: BacktestResult) -> Metrics:
+    capital = float(result.capital)
+    equity = result.equity
+    final = float(result.final_equity)
+    total_return = (final / capital - 1) if capital else 0.0
+    seconds = (result.end - result.start).total_seconds()
+    years = seconds / YEAR_SECONDS
+    cagr = ((final / capital) ** (1 / years) - 1) if years > 0 and capital and final > 0 else None
+
+    returns = _returns([capital, *equity])
+    per_year = YEAR_SECONDS / timeframe_seconds(result.timeframe)
+    volatility = sharpe = sortino = None
+    if len(returns) >= 2:
+        mean = sum(returns) / len(returns)
+        sd = _stdev(returns, mean)
+        volatility = sd * math.sqrt(per_year)
+        sharpe = (mean / sd * math.sqrt(per_year)) if sd > 0 else None
+        downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+        sortino = (mean / downside * math.sqrt(per_year)) if downside > 0 else None
+
+    max_dd, dd_seconds = _drawdown(result)
+    pnls = [t.pnl for t in result.trades]
+    wins = [p for p in pnls if p > 0]
+    losses = [p for p in pnls if p < 0]
+    gross_loss = -sum(losses, Decimal(0))
+    return Metrics(
+        total_return_pct=total_return * 100,
+        cagr_pct=cagr * 100 if cagr is not None else None,
+        volatility_pct=volatility * 100 if volatility is not None else None,
+        sharpe=sharpe,
+        sortino=sortino,
+        max_drawdown_pct=max_dd * 100,
+        max_drawdown_duration_seconds=dd_seconds,
+        win_rate_pct=len(wins) / len(pnls) * 100 if pnls else None,
+        profit_factor=float(sum(wins, Decimal(0)) / gross_loss) if gross_loss > 0 else None,
+        expectancy=float(sum(pnls, Decimal(0)) / len(pnls)) if pnls else None,
+        exposure_pct=result.exposure_bars / result.bars * 100 if result.bars else 0.0,
+        trades=len(pnls),
+        fees_paid=float(result.fees_paid),
+        final_equity=final,
+    )
+
+
+def _returns(values: list[float]) -> list[float]:
+    return [(b / a - 1) if a else 0.0 for a, b in zip(values, values[1:], strict=False)]
+
+
+def _stdev(values: list[float], mean: float) -> float:
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _drawdown(result: BacktestResult) -> tuple[float, float]:
+    """Deepest fall from a running peak (fraction), and the longest time spent below
+    a peak (seconds, from the peak to the recovery or to the end of the data)."""
+    peak = float(result.capital)
+    peak_at = result.start
+    deepest = longest = 0.0
+    underwater = False
+    for at, value in zip(result.equity_times, result.equity, strict=True):
+        if value >= peak:
+            if underwater:  # recovered: the drawdown lasted until now
+                longest = max(longest, (at - peak_at).total_seconds())
+                underwater = False
+            peak, peak_at = value, at
+            continue
+        underwater = True
+        deepest = max(deepest, (peak - value) / peak if peak > 0 else 0.0)
+        longest = max(longest, (at - peak_at).total_seconds())
+    return deepest, longest
