@@ -4,12 +4,18 @@ Returns are per bar, from the equity after each bar; annualization uses the bars
 year of the timeframe (crypto trades every day: 365 days). Ratios use a zero risk-free
 rate. A metric that is undefined (no trades, no losing trade, a flat curve) is None,
 never a made-up number.
+
+With several symbols the engine records the equity after every symbol's candle, so
+one close time appears once per symbol; the curve the ratios and the drawdown read
+(`equity_curve`) keeps the last value at each time, one point per bar of the
+timeframe, which is what the annualization assumes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +27,10 @@ YEAR_SECONDS = 365 * 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class Metrics:
+    """A backtest's metrics; `_pct` fields are percentages (5.0 is 5 %), money is in
+    the account's currency, None marks a metric that is undefined for this run.
+    Each is defined in docs/BACKTESTING.md."""
+
     total_return_pct: float
     cagr_pct: float | None
     volatility_pct: float | None
@@ -41,14 +51,15 @@ class Metrics:
 
 
 def compute_metrics(result: BacktestResult) -> Metrics:
+    """Every metric of `result`, as defined in the module docstring and the docs."""
     capital = float(result.capital)
-    equity = result.equity
     final = float(result.final_equity)
     total_return = (final / capital - 1) if capital else 0.0
     seconds = (result.end - result.start).total_seconds()
     years = seconds / YEAR_SECONDS
-    cagr = ((final / capital) ** (1 / years) - 1) if years > 0 and capital and final > 0 else None
+    cagr = _cagr(final / capital, years) if years > 0 and capital and final > 0 else None
 
+    times, equity = equity_curve(result)
     returns = _returns([capital, *equity])
     per_year = YEAR_SECONDS / timeframe_seconds(result.timeframe)
     volatility = sharpe = sortino = None
@@ -60,7 +71,7 @@ def compute_metrics(result: BacktestResult) -> Metrics:
         downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
         sortino = (mean / downside * math.sqrt(per_year)) if downside > 0 else None
 
-    max_dd, dd_seconds = _drawdown(result)
+    max_dd, dd_seconds = _drawdown(capital, result.start, times, equity)
     pnls = [t.pnl for t in result.trades]
     wins = [p for p in pnls if p > 0]
     losses = [p for p in pnls if p < 0]
@@ -83,6 +94,41 @@ def compute_metrics(result: BacktestResult) -> Metrics:
     )
 
 
+def equity_curve(result: BacktestResult) -> tuple[list[datetime], list[float]]:
+    """The equity after each bar, one point per time: with several symbols, the value
+    after the last symbol's candle of that close time (the others saw stale marks)."""
+    times: list[datetime] = []
+    values: list[float] = []
+    for at, value in zip(result.equity_times, result.equity, strict=True):
+        if times and times[-1] == at:
+            values[-1] = value
+        else:
+            times.append(at)
+            values.append(value)
+    return times, values
+
+
+def drawdowns(capital: float, equity: list[float]) -> list[float]:
+    """The fall below the running peak (starting from `capital`) at each point, as a
+    fraction (0.05 is 5 % below the peak): the series `max_drawdown_pct` is the
+    largest of."""
+    peak = capital
+    out: list[float] = []
+    for value in equity:
+        peak = max(peak, value)
+        out.append((peak - value) / peak if peak > 0 else 0.0)
+    return out
+
+
+def _cagr(growth: float, years: float) -> float | None:
+    # `growth ** (1 / years)` raises OverflowError on a short run with a gain (5
+    # minutes up 1 % is 1.01 ** 105120): an annual rate that large means nothing.
+    try:
+        return math.exp(math.log(growth) / years) - 1
+    except OverflowError:
+        return None
+
+
 def _returns(values: list[float]) -> list[float]:
     return [(b / a - 1) if a else 0.0 for a, b in zip(values, values[1:], strict=False)]
 
@@ -91,14 +137,16 @@ def _stdev(values: list[float], mean: float) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _drawdown(result: BacktestResult) -> tuple[float, float]:
+def _drawdown(
+    capital: float, start: datetime, times: list[datetime], equity: list[float]
+) -> tuple[float, float]:
     """Deepest fall from a running peak (fraction), and the longest time spent below
     a peak (seconds, from the peak to the recovery or to the end of the data)."""
-    peak = float(result.capital)
-    peak_at = result.start
+    peak = capital
+    peak_at = start
     deepest = longest = 0.0
     underwater = False
-    for at, value in zip(result.equity_times, result.equity, strict=True):
+    for at, value in zip(times, equity, strict=True):
         if value >= peak:
             if underwater:  # recovered: the drawdown lasted until now
                 longest = max(longest, (at - peak_at).total_seconds())
