@@ -136,6 +136,17 @@ def ml(ctx: typer.Context) -> None:
     ml_app(ctx.args, prog_name="ats ml")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def backtest(ctx: typer.Context) -> None:
+    """Backtest a strategy on candle files: ats backtest --strategy S --data FILE [--help]."""
+    from ats.backtest_cli import app as backtest_app
+
+    backtest_app(ctx.args, prog_name="ats backtest")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to ATS_DATABASE_URL (default: the embedded SQLite file)."""

@@ -1,0 +1,219 @@
+"""`ats backtest ...`: replay candle files through a strategy, the risk engine and the
+paper fill model; print the metrics, write `result.json` and `report.html`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from shared.backtest.data import BacktestInputError, BacktestRequest
+from shared.backtest.metrics import Metrics, compute_metrics
+from shared.backtest.report import duration, metric_rows, write_report, write_result
+from shared.backtest.result import BacktestResult
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Backtest a strategy on candle files.",
+    rich_markup_mode=None,
+)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(code)
+
+
+def _json_object(option: str, text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _fail(f"{option} is not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise _fail(f"{option} must be a JSON object ({{...}}), got {text!r}")
+    return value
+
+
+@app.command()
+def backtest(
+    strategy: Annotated[
+        str,
+        typer.Option(metavar="NAME", help="Strategy: sma_cross, rsi_reversal, breakout, ml, ..."),
+    ],
+    data: Annotated[
+        list[str],
+        typer.Option(
+            metavar="PATH",
+            help="Candle CSV, repeatable: a file named like ETH-BTC_5m.csv (market and "
+            "timeframe from the name), or SYMBOL=PATH. Several share one account.",
+        ),
+    ],
+    params: Annotated[
+        str | None,
+        typer.Option(metavar="JSON", help="Strategy parameters, e.g. '{\"fast\":10}'."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Write result.json and report.html here (created)."),
+    ] = None,
+    capital: Annotated[
+        str, typer.Option(metavar="AMOUNT", help="Starting cash of the account.")
+    ] = "10000",
+    currency: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CODE",
+            help="Account currency: the markets' quote currency (the default), which it "
+            "must equal; needed only for symbols without one.",
+        ),
+    ] = None,
+    commission: Annotated[
+        str, typer.Option(metavar="RATE", help="Fee rate of every fill (0.001 = 0.1 %).")
+    ] = "0.001",
+    maker_fee: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RATE",
+            help="Fee rate of take-profits resting in the book; default: --commission.",
+        ),
+    ] = None,
+    slippage_bps: Annotated[
+        str, typer.Option(metavar="BPS", help="Market orders and stops fill this many bps worse.")
+    ] = "0",
+    risk: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Risk limits (RiskLimits, as on a trade account); with no sizing, an entry "
+            "buys 10% of equity (the risk engine's DEFAULT_SIZING), e.g. "
+            '\'{"sizing":{"method":"percent_equity","pct":50}}\'.',
+        ),
+    ] = None,
+    markets: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Market rules by symbol, e.g. "
+            '\'{"ETH/BTC":{"amount_step":"0.001","min_notional":"0.0001"}}\'; '
+            "default: 8 decimals, no minimums.",
+        ),
+    ] = None,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(metavar="TF", help="Timeframe of the candles; default: from the file names."),
+    ] = None,
+) -> None:
+    """Backtest a strategy: decisions on each candle's close fill at the next open,
+    through the live risk engine and paper fill model. Prints the metrics, writes
+    OUT/result.json and OUT/report.html. Bad input exits with 2."""
+    fields: dict[str, Any] = {
+        "strategy": strategy,
+        "params": _json_object("--params", params) or {},
+        "data": data,
+        "capital": capital,
+        "currency": currency,
+        "commission": commission,
+        "maker_fee": maker_fee,
+        "slippage_bps": slippage_bps,
+        "risk": _json_object("--risk", risk) or {},
+        "markets": _json_object("--markets", markets) or {},
+        "timeframe": timeframe,
+    }
+    try:
+        request = BacktestRequest.parse(fields)
+        result = _run(request)
+    except BacktestInputError as e:
+        raise _fail(str(e)) from e
+    metrics = compute_metrics(result)
+    console = Console(highlight=False)
+    console.print(escape(_header(result)), soft_wrap=True)
+    console.print(_table(result, metrics))
+    for line in _summary(result):
+        console.print(escape(line), soft_wrap=True)
+    if out is not None:
+        try:
+            written = [
+                write_result(result, metrics, out),
+                write_report(result, metrics, out / "report.html"),
+            ]
+        except OSError as e:
+            raise _fail(f"cannot write to {out}: {e.strerror or e}", code=1) from e
+        console.print(escape("wrote " + ", ".join(str(p) for p in written)), soft_wrap=True)
+
+
+def _run(request: BacktestRequest) -> BacktestResult:
+    """Run with a progress bar on stderr (hidden when stderr is not a terminal)."""
+    candles = request.load()
+    with Progress(
+        TextColumn("backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("bars", total=sum(len(c) for c in candles.values()))
+        return request.run(
+            lambda done, total: bar.update(task, completed=done, total=total), candles=candles
+        )
+
+
+def _table(result: BacktestResult, metrics: Metrics) -> Table:
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in metric_rows(metrics, result.currency):
+        table.add_row(label, escape(value))
+    return table
+
+
+def _header(result: BacktestResult) -> str:
+    params = json.dumps(result.params, sort_keys=True)
+    return (
+        f"{result.strategy} {params} on {', '.join(result.symbols)} {result.timeframe}: "
+        f"{_at(result.start)} .. {_at(result.end)} UTC, {result.bars:,} bars, "
+        f"capital {result.capital} {result.currency}"
+    )
+
+
+def _summary(result: BacktestResult) -> list[str]:
+    """A few lines on the trades: wins and losses, how they ended, best, worst, holding."""
+    trades = result.trades
+    if not trades:
+        lines = ["no closed trades"]
+    else:
+        won = sum(1 for t in trades if t.pnl > 0)
+        lost = sum(1 for t in trades if t.pnl < 0)
+        reasons: dict[str, int] = {}
+        for t in trades:
+            reasons[t.exit_reason] = reasons.get(t.exit_reason, 0) + 1
+        best = max(trades, key=lambda t: t.pnl)
+        worst = min(trades, key=lambda t: t.pnl)
+        held = sum((t.exit_time - t.entry_time).total_seconds() for t in trades) / len(trades)
+        lines = [
+            f"trades: {len(trades)} ({won} won, {lost} lost); exits: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())),
+            f"best {best.pnl:+.8f} {result.currency} ({best.symbol}, {_at(best.exit_time)}); "
+            f"worst {worst.pnl:+.8f} {result.currency} ({worst.symbol}, "
+            f"{_at(worst.exit_time)}); average hold {duration(held)}",
+        ]
+    if result.rejections:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(result.rejections.items()))
+        lines.append(f"risk refusals: {refused}")
+    return lines
+
+
+def _at(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M")
