@@ -506,9 +506,11 @@ class ExecutionService:
             )
             return
         except ExchangeError as e:
-            await self._move(account, order, OrderStatus.REJECTED, f"{e.code}: {e}")
+            # Stored before it is announced: whoever hears the rejection finds the
+            # intent rejected too.
             if meta.intent_id is not None and order.leg is OrderLeg.ENTRY:
                 await self.store.reject_intent(meta.intent_id, e.code, str(e))
+            await self._move(account, order, OrderStatus.REJECTED, f"{e.code}: {e}")
             return
         await self._apply(account, order, report)
 
