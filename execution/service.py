@@ -596,6 +596,8 @@ class ExecutionService:
             )
         await self._save(account, order)
         if booked:
+            # Stored before announced: whoever hears the fill finds the position.
+            await self._record_position(account, order)
             for booking in booked:
                 await self._announce(account, order, booking)
             await self._after_fills(account, order, booked)
@@ -603,14 +605,11 @@ class ExecutionService:
             await self._announce(account, order)
         return order
 
-    async def _after_fills(self, account: Account, order: Order, booked: list[Booking]) -> None:
+    async def _record_position(self, account: Account, order: Order) -> None:
         symbol = order.symbol
         holding = account.portfolio.position(symbol)
         stop, target = account.exits.get(symbol, (None, None))
         meta = account.meta.get(order.client_order_id, OrderMeta(None, None))
-        if holding is None:
-            account.exits.pop(symbol, None)
-            await self._cancel_exits(account, symbol)
         await self.store.save_position(
             account.name,
             symbol,
@@ -622,6 +621,17 @@ class ExecutionService:
             take_profit=target if holding else None,
         )
         await self._snapshot(account, force=True)
+
+    async def _after_fills(self, account: Account, order: Order, booked: list[Booking]) -> None:
+        """Protection follows the position: a flat symbol's stop and target go, a
+        filled entry's are placed."""
+        symbol = order.symbol
+        stop, target = account.exits.get(symbol, (None, None))
+        meta = account.meta.get(order.client_order_id, OrderMeta(None, None))
+        if account.portfolio.position(symbol) is None:
+            account.exits.pop(symbol, None)
+            await self._cancel_exits(account, symbol)
+            return
         if (
             order.leg is OrderLeg.ENTRY
             and order.status is OrderStatus.FILLED
