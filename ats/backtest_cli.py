@@ -114,6 +114,17 @@ def backtest(
         str | None,
         typer.Option(metavar="TF", help="Timeframe of the candles; default: from the file names."),
     ] = None,
+    lookahead: Annotated[
+        bool,
+        typer.Option(
+            "--lookahead",
+            help="Instead of a backtest, check that the strategy's past decisions do not "
+            "change when the future is cut off (exit 1 if they do).",
+        ),
+    ] = False,
+    cuts: Annotated[
+        int, typer.Option(metavar="N", help="With --lookahead: how many cuts to try.")
+    ] = 10,
 ) -> None:
     """Backtest a strategy: decisions on each candle's close fill at the next open,
     through the live risk engine and paper fill model. Prints the metrics, writes
@@ -133,6 +144,15 @@ def backtest(
     }
     try:
         request = BacktestRequest.parse(fields)
+        if lookahead:
+            from shared.backtest.lookahead import main_lookahead
+
+            (symbol, timeframe_, path), *more = request.sources()
+            if more:
+                raise BacktestInputError("--lookahead checks one market: give one --data")
+            raise typer.Exit(
+                main_lookahead(request.strategy, request.params, path, symbol, timeframe_, cuts)
+            )
         result = _run(request)
     except BacktestInputError as e:
         raise _fail(str(e)) from e

@@ -115,3 +115,25 @@ def test_backtest_cli_help_states_the_default_sizing() -> None:
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
     assert "an entry buys 10% of equity (the risk engine's DEFAULT_SIZING)" in text
+
+
+async def test_ats_backtest_lookahead_checks_a_strategy_from_the_cli() -> None:
+    code, out, err = await ats(
+        "backtest",
+        "--strategy",
+        "sma_cross",
+        "--data",
+        "data/ETH-BTC_5m.csv",
+        "--params",
+        '{"fast": 10, "slow": 30}',
+        "--lookahead",
+        "--cuts",
+        "3",
+    )
+    assert code == 0, err
+    assert "3 cuts" in out and "clean" in out
+    code, _, err = await ats(
+        "backtest", "--strategy", "sma_cross", "--data", "data/ETH-BTC_5m.csv",
+        "--data", "LTC/BTC=data/LTC-BTC_5m.csv", "--lookahead",
+    )  # fmt: skip
+    assert code == 2 and "one market" in err
