@@ -13,6 +13,7 @@ from fastapi.websockets import WebSocket
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.api.routes import api_router, ops_router
+from gateway.backtests import BacktestRunner
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.ws.hub import Hub
@@ -36,6 +37,7 @@ class AppState:
     hub: Hub
     api_key: str
     credentials: CredentialBox
+    backtests: BacktestRunner
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -56,6 +58,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         metrics = Metrics()
         hub = Hub(settings=settings, engine=engine, sessionmaker=sessionmaker, metrics=metrics)
         api_key, _ = settings.resolve_api_key()
+        backtests = BacktestRunner(
+            sessionmaker=sessionmaker,
+            max_workers=settings.backtest_workers,
+            progress_interval=settings.backtest_progress_interval,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+        # Runs a previous process left behind died with it.
+        await backtests.recover()
         app.state.ats = AppState(
             settings=settings,
             engine=engine,
@@ -64,6 +74,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             hub=hub,
             api_key=api_key,
             credentials=CredentialBox(settings.resolve_secret_key()),
+            backtests=backtests,
         )
         await hub.start()
         log.info("gateway_started", database=engine.url.render_as_string(hide_password=True))
@@ -71,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             await hub.shutdown()
+            await backtests.shutdown()
             await engine.dispose()
             log.info("gateway_stopped")
 

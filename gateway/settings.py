@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from cryptography.fernet import Fernet
@@ -33,6 +34,18 @@ class GatewaySettings(CommonSettings):
     persist_batch_max: int = Field(default=500, ge=1)
     cursor_flush_interval: float = Field(default=0.5, gt=0)
     shutdown_timeout: float = Field(default=10.0, gt=0)
+
+    backtest_workers: int = Field(
+        default=2, ge=1, le=256, description="Backtests run at once, each in its own process."
+    )
+    backtest_data_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Directories whose candle files backtests may read, besides the "
+        "repository's data/ (a JSON list).",
+    )
+    backtest_progress_interval: float = Field(
+        default=0.25, gt=0, description="Seconds between writes of a backtest's progress."
+    )
 
     @model_validator(mode="after")
     def _production_secrets(self) -> Self:

@@ -644,3 +644,54 @@ class EquityPage(_Output):
     items: list[EquitySnapshotPublic]
     next_after: NextAfter
     summary: EquitySummary | None
+
+
+# --------------------------------------------------------------------------- backtests
+
+BacktestStatus = Literal["queued", "running", "done", "failed"]
+
+
+class BacktestQuery(_Input):
+    status: BacktestStatus | None = None
+    after: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Cursor: the previous page's `next_after`, as it was given.",
+    )
+    limit: int = Field(default=100, ge=1, le=1_000)
+    order: Literal["asc", "desc"] = Field(
+        default="desc", description="`desc` (the default): newest first; `asc`: oldest first."
+    )
+
+
+class BacktestAccepted(_Output):
+    """A backtest was queued: poll `GET /api/v1/backtests/{id}`."""
+
+    id: str
+    status: BacktestStatus
+
+
+class BacktestSummary(_Output):
+    id: str
+    status: BacktestStatus
+    progress: float = Field(description="Fraction of the candles replayed, 0 to 1.")
+    request: dict[str, Any] = Field(description="The request as validated, defaults filled in.")
+    metrics: dict[str, Any] | None = Field(
+        description="Done: total return, Sharpe, drawdown... (docs/BACKTESTING.md)."
+    )
+    error: str | None = Field(description="Failed: what went wrong.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class BacktestPublic(BacktestSummary):
+    result: dict[str, Any] | None = Field(
+        description="Done: the whole result as `ats backtest` writes `result.json` (trades, "
+        "equity curve, settings), with its `metrics`."
+    )
+
+
+class BacktestPage(_Output):
+    items: list[BacktestSummary] = Field(description="Without `result`: get one for it.")
+    next_after: NextCursor

@@ -21,15 +21,17 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, defer
 
 from gateway.security import hash_token, new_token
 from shared.db.models import (
+    BacktestRow,
     ClientCursor,
     EquitySnapshotRow,
     EventRow,
@@ -1020,3 +1022,115 @@ async def equity_totals(
         .limit(1)
     )
     return EquityTotals(latest=latest, before_day=before_day, max_drawdown=max_drawdown)
+
+
+# --------------------------------------------------------------------------- backtests
+
+BACKTEST_UNFINISHED = ("queued", "running")
+
+
+async def create_backtest(
+    *, session: AsyncSession, backtest_id: str, request: dict[str, Any]
+) -> BacktestRow:
+    row = BacktestRow(id=backtest_id, status="queued", request=request, progress=0.0)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_backtest(*, session: AsyncSession, backtest_id: str) -> BacktestRow:
+    row = await session.get(BacktestRow, backtest_id)
+    if row is None:
+        raise NotFound("backtest", [backtest_id])
+    return row
+
+
+async def list_backtests(
+    *,
+    session: AsyncSession,
+    status: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 100,
+    descending: bool = True,
+) -> list[BacktestRow]:
+    """Backtests in `(created_at, id)` order, from just past the `after` key.
+
+    The `result` column (the whole equity curve) is not loaded: a list shows metrics.
+    """
+    at, id_ = BacktestRow.created_at, BacktestRow.id
+    conditions = _equal((BacktestRow.status, status))
+    if after is not None:
+        key_at, key_id = after
+        if descending:
+            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
+        else:
+            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
+    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    rows = await session.scalars(
+        select(BacktestRow)
+        .options(defer(BacktestRow.result, raiseload=True))
+        .where(*conditions)
+        .order_by(*order)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_backtest_running(*, session: AsyncSession, backtest_id: str, at: datetime) -> None:
+    await session.execute(
+        update(BacktestRow)
+        .where(BacktestRow.id == backtest_id, BacktestRow.status == "queued")
+        .values(status="running", started_at=at)
+    )
+
+
+async def set_backtest_progress(*, session: AsyncSession, progress: dict[str, float]) -> None:
+    """Record the progress of running backtests (id -> fraction done)."""
+    for backtest_id, fraction in progress.items():
+        await session.execute(
+            update(BacktestRow)
+            .where(BacktestRow.id == backtest_id, BacktestRow.status == "running")
+            .values(progress=fraction)
+        )
+
+
+async def finish_backtest(
+    *,
+    session: AsyncSession,
+    backtest_id: str,
+    at: datetime,
+    started_at: datetime | None = None,
+    result: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """End a backtest: done with its result, or failed with `error`. `started_at` fills
+    in the start when the run ended before its start was written."""
+    values: dict[str, Any] = {"finished_at": at}
+    if started_at is not None:
+        values["started_at"] = func.coalesce(
+            BacktestRow.started_at, literal(started_at, BacktestRow.started_at.type)
+        )
+    if error is None:
+        values.update(status="done", progress=1.0, result=result, metrics=metrics)
+    else:
+        values.update(status="failed", error=error)
+    await session.execute(
+        update(BacktestRow)
+        .where(BacktestRow.id == backtest_id, BacktestRow.status.in_(BACKTEST_UNFINISHED))
+        .values(**values)
+    )
+
+
+async def fail_unfinished_backtests(
+    *, session: AsyncSession, error: str, at: datetime, ids: Collection[str] | None = None
+) -> int:
+    """Mark queued and running backtests failed (all of them, or those in `ids`):
+    their worker processes are gone. Returns how many."""
+    conditions = [BacktestRow.status.in_(BACKTEST_UNFINISHED)]
+    if ids is not None:
+        conditions.append(BacktestRow.id.in_(list(ids)))
+    result = await session.execute(
+        update(BacktestRow).where(*conditions).values(status="failed", error=error, finished_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

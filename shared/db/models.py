@@ -501,3 +501,34 @@ class EquitySnapshotRow(Base):
     drawdown: Mapped[Decimal] = mapped_column(Money)
 
     __table_args__ = (Index("ix_equity_snapshots_account_at", "account", "at"),)
+
+
+# --------------------------------------------------------------------------- backtests
+
+
+class BacktestRow(Base):
+    """A backtest requested through the REST API, its progress and its outcome.
+
+    `request` is the request as validated (so a run can be repeated); `result` the
+    whole result (trades, equity curve, metrics), `metrics` a copy of just the metrics
+    so a list reads and sorts them without loading every curve.
+    """
+
+    __tablename__ = "backtests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # queued | running | done | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    request: Mapped[dict[str, Any]]
+    progress: Mapped[float] = mapped_column(default=0.0)
+    result: Mapped[dict[str, Any] | None]
+    metrics: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_backtests_created_at", "created_at"),
+        Index("ix_backtests_status", "status"),
+    )

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from gateway.api.deps import APIKeyDep
 from gateway.api.routes import (
+    backtests,
     equity,
     events,
     execution_services,
@@ -40,5 +41,6 @@ for _resource in (
     positions,
     incidents,
     equity,
+    backtests,
 ):
     api_router.include_router(_resource.router)
