@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from shared.backtest.result import BacktestResult, TradeRecord
@@ -57,9 +58,10 @@ from shared.kernel.risk import (
     TradeIntent,
     merge_limits,
 )
-from shared.kernel.risk.state import account_state
-from shared.kernel.strategy import Strategy
-from shared.market.candles import Candle
+from shared.kernel.risk.state import DEFAULT_LOOKBACK, account_state
+from shared.kernel.strategy import Outcome, Position, Strategy
+from shared.market.candles import Candle, timeframe_delta
+from shared.market.indicators import indicator_table
 
 DECISIONS = uuid.UUID("2f3d7a9c-5b1e-4c8a-9e6f-0a1b2c3d4e5f")
 
@@ -95,13 +97,34 @@ class _Market:
     exits: list[Order] = field(default_factory=list)  # a filled entry's stop / target
     stops: tuple[Decimal | None, Decimal | None] = (None, None)
     last: Candle | None = None
+    # What the strategy sees of the account in this symbol: rebuilt when a fill is
+    # booked, not on every candle.
+    positions: tuple[Position, ...] = ()
+    # The strategy's indicator values per candle, computed ahead (None: no indicators).
+    table: list[dict[str, float | None]] | None = None
+    index: int = 0  # candles replayed so far
 
 
 Progress = Callable[[int, int], None]
 
+#: How many closed trades a strategy sees in `Context.outcomes`.
+RECENT_TRADES = 50
+
 
 class Backtest:
-    """One run. Build it, `run()` it once; `result()` is the outcome."""
+    """One run. Build it, `run()` it once; `result()` is the outcome.
+
+    How it stays fast without leaving the live code path: per candle it still updates
+    the strategy's engine, builds the `Context` and calls `safe_decide`, and a decision
+    still goes through the risk engine, the fill model and the portfolio. What it
+    skips is work whose result it already has: the indicators are computed ahead,
+    column by column, by the window's own calculators (`indicator_table`, the same
+    numbers bit for bit); the strategy's positions and outcomes are rebuilt when a
+    fill is booked, not on every candle; a flat account's equity is its cash; and
+    with one symbol the equity of the candles a position was held is computed when
+    the position changes, with the very `Decimal` arithmetic `Portfolio.equity()`
+    does (cash + quantity x the close), in one pass.
+    """
 
     def __init__(
         self,
@@ -141,43 +164,130 @@ class Backtest:
         self.equity: list[float] = []
         self.exposure_bars = 0
         self.bars = 0
+        self._step = timeframe_delta(self.timeframe)
+        # Only the stop-loss guard and the low-profit lock read the account's recent
+        # closed trades (the last loss has its own field): without them, none are
+        # converted for the risk engine on every decision.
+        protected = self.limits.stoploss_guard or self.limits.low_profit_lock
+        self._lookback = DEFAULT_LOOKBACK if protected else timedelta(0)
+        self._recent: deque[Outcome] = deque(maxlen=RECENT_TRADES)
+        self._outcomes: tuple[Outcome, ...] = ()
+        self._flat_equity = float(self.portfolio.equity())
+        # One symbol: index in `equity` where the current position's candles begin;
+        # their entries hold the close until `_settle` turns them into equity.
+        self._held_from: int | None = None
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
         total = sum(len(c) for c in self.candles.values())
-        step = max(total // 100, 1)
-        for candle in _in_time_order(self.candles):
-            self._bar(candle)
-            self.bars += 1
-            if progress is not None and self.bars % step == 0:
-                progress(self.bars, total)
+        for market in self.markets.values():
+            self._prepare(market, self.candles[market.symbol])
+        step = max(total // 100, 1) if progress is not None else max(total, 1)
+        if len(self.markets) == 1:
+            (market,) = self.markets.values()
+            candles = self.candles[market.symbol]
+            for start in range(0, len(candles), step):
+                self._run_one(market, candles, start, min(start + step, len(candles)))
+                if progress is not None and self.bars % step == 0:
+                    progress(self.bars, total)
+            self._settle()
+        else:
+            ordered = _in_time_order(self.candles)
+            while self.bars < total:
+                self._run_many(islice(ordered, step))
+                if progress is not None and self.bars % step == 0:
+                    progress(self.bars, total)
         if progress is not None:
             progress(self.bars, total)
         return self.result()
 
-    def _bar(self, candle: Candle) -> None:
-        market = self.markets[candle.symbol]
-        self._fill(market, candle)
-        market.last = candle
-        self.portfolio.mark(candle.symbol, decimal_price(candle.close))
-        market.engine.update(candle)
-        ctx = market.engine.context(
-            now=candle.close_time,
-            positions=[p for p in self.portfolio.strategy_positions() if p.symbol == candle.symbol],
-            outcomes=[t.as_outcome(self.strategy_name) for t in self._recent_trades()],
-        )
-        decision = market.engine.decide(ctx)
-        if decision.action is not Action.HOLD:
-            self._execute(market, candle, decision.action, decision)
-        self.equity_times.append(candle.close_time)
-        self.equity.append(float(self.portfolio.equity()))
-        if self.portfolio.positions:
-            self.exposure_bars += 1
+    def _prepare(self, market: _Market, candles: Sequence[Candle]) -> None:
+        """Refuse bad candles up front, as the per-candle path would have on reaching
+        them, and compute the strategy's indicators ahead."""
+        for candle in candles:
+            if not candle.close > 0:
+                self.portfolio.mark(market.symbol, decimal_price(candle.close))  # raises
+        window = market.engine.window
+        if window is not None:
+            market.table = indicator_table(window.specs, candles)
 
-    def _recent_trades(self) -> Sequence[Any]:
-        trades = self.portfolio.closed_trades
-        return trades[-50:]
+    def _run_one(self, market: _Market, candles: Sequence[Candle], start: int, stop: int) -> None:
+        """Candles `start` to `stop` of the only symbol: see `_run_many` for what each
+        does; the equity of candles with a position open is settled later."""
+        step, table, gap, hold = market.engine.step, market.table, self._step, Action.HOLD
+        times, equity = self.equity_times, self.equity
+        for i in range(start, stop):
+            candle = candles[i]
+            if market.pending or market.exits:
+                self._fill(market, candle)
+            now = candle.open_time + gap
+            decision = step(
+                candle,
+                now,
+                market.positions,
+                self._outcomes,
+                table[i] if table is not None else None,
+            )
+            if decision.action is not hold:
+                self._execute(market, candle, now, decision)
+            times.append(now)
+            if self._held_from is None:
+                equity.append(self._flat_equity)
+            else:
+                equity.append(candle.close)  # settled by `_settle`
+                self.exposure_bars += 1
+        market.last = candles[stop - 1]
+        self.bars += stop - start
+
+    def _run_many(self, candles: Iterable[Candle]) -> None:
+        """Per candle, in time order: the market moves (orders fill), the strategy
+        decides on the closed candle, execution acts on the decision."""
+        gap, hold = self._step, Action.HOLD
+        portfolio, markets = self.portfolio, self.markets
+        for candle in candles:
+            market = markets[candle.symbol]
+            if market.pending or market.exits:
+                self._fill(market, candle)
+            market.last = candle
+            held = portfolio.open_positions
+            if held and candle.symbol in portfolio.positions:
+                portfolio.mark(candle.symbol, decimal_price(candle.close))
+            table = market.table
+            now = candle.open_time + gap
+            decision = market.engine.step(
+                candle,
+                now,
+                market.positions,
+                self._outcomes,
+                table[market.index] if table is not None else None,
+            )
+            market.index += 1
+            if decision.action is not hold:
+                self._execute(market, candle, now, decision)
+            self.equity_times.append(now)
+            if held:
+                self.equity.append(float(portfolio.equity()))
+                self.exposure_bars += 1
+            else:
+                self.equity.append(self._flat_equity)
+            self.bars += 1
+
+    def _settle(self) -> None:
+        """Turn the closes held in `equity` since the position opened into equity:
+        `Portfolio.equity()` of one holding, cash + quantity x the close as a Decimal
+        (adding its zero start changes no digit), to a float."""
+        start = self._held_from
+        if start is None:
+            return
+        ((symbol, holding),) = self.portfolio.positions.items()
+        cash, quantity = self.portfolio.cash, holding.quantity
+        # map() keeps the per-candle arithmetic in C: float(cash + quantity * close).
+        self.equity[start:] = map(
+            float,
+            map(cash.__add__, map(quantity.__mul__, map(Decimal, map(repr, self.equity[start:])))),
+        )
+        self._held_from = len(self.equity)
 
     # ------------------------------------------------------------------ the exchange
 
@@ -187,13 +297,13 @@ class Backtest:
             if fill is None:
                 continue
             market.pending.remove(order)
-            filled = self._book(order, fill)
-            if filled is not None and order.leg is OrderLeg.ENTRY:
+            booked = self._book(market, fill)
+            if booked and order.leg is OrderLeg.ENTRY:
                 stop, target = market.stops
                 if stop is not None or target is not None:
                     market.exits = list(
                         exit_orders(
-                            filled,
+                            apply_fill(order, fill),
                             stop_loss=stop,
                             take_profit=target,
                             at=fill.at,
@@ -209,22 +319,48 @@ class Backtest:
                 (order,) = [o for o in market.exits if o.client_order_id == fill.client_order_id]
                 market.exits = []
                 market.stops = (None, None)
-                self._book(order, fill)
+                self._book(market, fill)
 
-    def _book(self, order: Order, fill: Fill) -> Order | None:
+    def _book(self, market: _Market, fill: Fill) -> bool:
+        """Book `fill` if the books can hold it. (The order's own record of the fill,
+        `apply_fill`, is made only where it is read: an entry's exits hang on it.)"""
         if self.portfolio.can_apply(fill) is not None:
             # The books cannot hold it (cash moved since sizing): the paper exchange
             # would cancel it for want of funds.
             self.rejections["insufficient_funds"] += 1
-            return None
-        self.portfolio.apply(fill)
+            return False
+        single = len(self.markets) == 1
+        if single:
+            self._settle()  # the candles before this one, at the books before it
+        booking = self.portfolio.apply(fill)
         self.fills.append(fill)
-        return apply_fill(order, fill)
+        holding = booking.position
+        market.positions = (holding.as_position(),) if holding is not None else ()
+        trade = booking.closed_trade
+        if trade is not None:
+            if self.portfolio.last_closed_trades(1)[0] is trade:
+                self._recent.append(trade.as_outcome(self.strategy_name))
+            else:  # closed before a trade of another symbol booked earlier: re-sort
+                self._recent.clear()
+                self._recent.extend(
+                    t.as_outcome(self.strategy_name)
+                    for t in self.portfolio.last_closed_trades(RECENT_TRADES)
+                )
+            self._outcomes = tuple(self._recent)
+        if self.portfolio.positions:
+            self._held_from = len(self.equity) if single else None
+        else:
+            self._held_from = None
+            self._flat_equity = float(self.portfolio.equity())
+        return True
 
     # ------------------------------------------------------------------ execution
 
-    def _execute(self, market: _Market, candle: Candle, action: Action, decision: Any) -> None:
-        now = candle.close_time
+    def _execute(self, market: _Market, candle: Candle, now: datetime, decision: Any) -> None:
+        action: Action = decision.action
+        if candle.symbol in self.portfolio.positions:
+            # With one symbol the marks are set only when read: here, and at the end.
+            self.portfolio.mark(candle.symbol, decimal_price(candle.close))
         entry = decision.entry or decimal_price(candle.close)
         try:
             intent = TradeIntent(
@@ -246,7 +382,7 @@ class Backtest:
             return
         verdict = self.risk.evaluate(
             intent,
-            account_state(self.portfolio, mode=Mode.PAPER, now=now),
+            account_state(self.portfolio, mode=Mode.PAPER, now=now, lookback=self._lookback),
             market.rules,
             self.limits,
             now=now,
@@ -261,6 +397,7 @@ class Backtest:
             market.stops = (None, None)
         else:
             market.stops = (decision.stop_loss, decision.take_profit)
+        # Sent at once: the order `transition(new, SUBMITTED, at=now)` would give.
         order = Order(
             client_order_id=client_order_id(decision_id, leg),
             account="backtest",
@@ -269,15 +406,21 @@ class Backtest:
             type=OrderType.MARKET,
             quantity=verdict.quantity,
             created_at=now,
+            status=OrderStatus.SUBMITTED,
+            updated_at=now,
             leg=leg,
             decision_id=str(decision_id),
             not_before=now,
         )
-        market.pending.append(transition(order, OrderStatus.SUBMITTED, at=now))
+        market.pending.append(order)
 
     # ------------------------------------------------------------------ the outcome
 
     def result(self) -> BacktestResult:
+        self._settle()
+        for market in self.markets.values():
+            if market.last is not None and market.symbol in self.portfolio.positions:
+                self.portfolio.mark(market.symbol, decimal_price(market.last.close))
         trades = [
             TradeRecord(
                 symbol=t.symbol,
@@ -294,7 +437,7 @@ class Backtest:
             for t in self.portfolio.closed_trades
         ]
         starts = [c[0].open_time for c in self.candles.values() if c]
-        ends = [c[-1].close_time for c in self.candles.values() if c]
+        ends = [c[-1].open_time + self._step for c in self.candles.values() if c]
         return BacktestResult(
             strategy=self.strategy_name,
             params=self.params,
@@ -325,7 +468,8 @@ def _in_time_order(candles: Mapping[str, Sequence[Candle]]) -> Iterable[Candle]:
     if len(candles) == 1:
         yield from next(iter(candles.values()))
         return
-    yield from heapq.merge(*candles.values(), key=lambda c: (c.close_time, c.symbol))
+    # One timeframe for all: ordering by open time is ordering by close time.
+    yield from heapq.merge(*candles.values(), key=lambda c: (c.open_time, c.symbol))
 
 
 def run_backtest(

@@ -29,10 +29,19 @@ class StrategyEngine:
     def last(self) -> Candle | None:
         return self._candles[-1] if self._candles else None
 
-    def update(self, candle: Candle) -> None:
-        """Add the next closed candle (oldest first, once each)."""
+    def update(self, candle: Candle, values: dict[str, float | None] | None = None) -> None:
+        """Add the next closed candle (oldest first, once each).
+
+        `values` are the indicator values for `candle` computed ahead, as
+        `shared.market.indicators.indicator_table` computes them for a whole history
+        (a backtest): they replace the window's update. Give them for every candle
+        or for none.
+        """
         self._before = self._now
-        self._now = self.window.update(candle) if self.window is not None else {}
+        if values is not None:
+            self._now = values
+        else:
+            self._now = self.window.update(candle) if self.window is not None else {}
         self._candles.append(candle)
 
     def context(
@@ -43,20 +52,53 @@ class StrategyEngine:
         positions: Sequence[Position] = (),
         outcomes: Sequence[Outcome] = (),
     ) -> Context:
-        last = self.last
-        if last is None:
+        if not self._candles:
             raise ValueError("no candle yet: update() the engine before asking for a context")
+        candles = tuple(self._candles)
+        last = candles[-1]
+        # Positional: a backtest builds one per candle, and keywords cost more.
         return Context(
-            symbol=last.symbol,
-            timeframe=last.timeframe,
-            now=now,
-            candles=tuple(self._candles),
-            indicators=dict(self._now),
-            previous=dict(self._before),
-            signal=signal,
-            positions=tuple(positions),
-            outcomes=tuple(outcomes),
+            last.symbol,
+            last.timeframe,
+            now,
+            candles,
+            dict(self._now),
+            dict(self._before),
+            signal,
+            tuple(positions),
+            tuple(outcomes),
         )
 
     def decide(self, ctx: Context) -> Decision:
+        return safe_decide(self.strategy, ctx, budget_seconds=self.budget_seconds)
+
+    def step(
+        self,
+        candle: Candle,
+        now: datetime,
+        positions: Sequence[Position],
+        outcomes: Sequence[Outcome],
+        values: dict[str, float | None] | None = None,
+    ) -> Decision:
+        """`update(candle, values)`, then `decide` on the `context` at `now`: what a
+        backtest does on every candle, in one call (it makes millions of them).
+        Kept in step with `update` and `context` (tests/shared/backtest/test_engine.py)."""
+        self._before = self._now
+        if values is not None:
+            self._now = values
+        else:
+            self._now = self.window.update(candle) if self.window is not None else {}
+        self._candles.append(candle)
+        candles = tuple(self._candles)
+        ctx = Context(
+            candle.symbol,
+            candle.timeframe,
+            now,
+            candles,
+            dict(self._now),
+            dict(self._before),
+            None,
+            tuple(positions),
+            tuple(outcomes),
+        )
         return safe_decide(self.strategy, ctx, budget_seconds=self.budget_seconds)

@@ -413,6 +413,10 @@ class Portfolio:
         """Every closed trade, oldest first."""
         return tuple(self._closed)
 
+    def last_closed_trades(self, count: int) -> tuple[ClosedTrade, ...]:
+        """The `count` most recent closed trades (by close time), oldest first."""
+        return tuple(self._closed[-count:]) if count > 0 else ()
+
     def closed_trades_since(self, since: datetime, symbol: str | None = None) -> list[ClosedTrade]:
         """Trades closed at or after `since`, oldest first, of `symbol` if given."""
         start = bisect_left(self._closed, since, key=_closed_at)

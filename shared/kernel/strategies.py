@@ -129,6 +129,14 @@ class SmaCross(Strategy):
     Params = SmaCrossParams
     params: SmaCrossParams
 
+    def __init__(self, params: StrategyParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        self._columns = (f"sma_{p.fast}", f"sma_{p.slow}")
+        # Most candles are one of these two holds: built once, not on every candle.
+        self._warming_up = Decision.hold(f"SMA({p.slow}) is still warming up")
+        self._no_cross = Decision.hold(f"no SMA({p.fast})/SMA({p.slow}) cross on this candle")
+
     def indicators(self) -> Sequence[IndicatorSpec]:
         p = self.params
         return [
@@ -138,29 +146,36 @@ class SmaCross(Strategy):
         ]
 
     def decide(self, ctx: Context) -> Decision:
-        p = self.params
-        f, s = f"sma_{p.fast}", f"sma_{p.slow}"
-        f0, s0, f1, s1 = (
-            ctx.previous.get(f),
-            ctx.previous.get(s),
-            ctx.indicators.get(f),
-            ctx.indicators.get(s),
-        )
+        f, s = self._columns
+        now, previous = ctx.indicators, ctx.previous
+        f1, s1 = now.get(f), now.get(s)
         if f1 is None or s1 is None:
-            return Decision.hold(f"SMA({p.slow}) is still warming up")
-        gap = abs(f1 - s1) / s1 if s1 else 0.0
-        confidence = min(1.0, 0.6 + gap * 50)
+            return self._warming_up
+        f0, s0 = previous.get(f), previous.get(s)
         if crossed_above(f0, s0, f1, s1):
+            p = self.params
             if ctx.position() is not None:
                 return Decision.hold("SMA cross up, but a position is already open")
             return _buy(
-                ctx, p, confidence, f"SMA({p.fast}) {f1:.8g} crossed above SMA({p.slow}) {s1:.8g}"
+                ctx,
+                p,
+                _gap_confidence(f1, s1),
+                f"SMA({p.fast}) {f1:.8g} crossed above SMA({p.slow}) {s1:.8g}",
             )
         if crossed_below(f0, s0, f1, s1):
+            p = self.params
             return _sell(
-                ctx, confidence, f"SMA({p.fast}) {f1:.8g} crossed below SMA({p.slow}) {s1:.8g}"
+                ctx,
+                _gap_confidence(f1, s1),
+                f"SMA({p.fast}) {f1:.8g} crossed below SMA({p.slow}) {s1:.8g}",
             )
-        return Decision.hold(f"no SMA({p.fast})/SMA({p.slow}) cross on this candle")
+        return self._no_cross
+
+
+def _gap_confidence(fast: float, slow: float) -> float:
+    """0.6, plus 50 times the relative gap between the averages, at most 1."""
+    gap = abs(fast - slow) / slow if slow else 0.0
+    return min(1.0, 0.6 + gap * 50)
 
 
 # --------------------------------------------------------------------------- rsi_reversal

@@ -56,8 +56,10 @@ over a perfectly flat stretch is 0/0, NaN in pandas-ta and None in the window.
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
@@ -368,6 +370,7 @@ class _Calc(Protocol):
 
 class _SmaCalc:
     def __init__(self, spec: SmaSpec) -> None:
+        self._length = spec.length
         self._closes: deque[float] = deque(maxlen=spec.length)
 
     def update(self, candle: Candle) -> tuple[float | None, ...]:
@@ -375,6 +378,17 @@ class _SmaCalc:
         if len(self._closes) < (self._closes.maxlen or 0):
             return (None,)
         return (math.fsum(self._closes) / len(self._closes),)
+
+    def column(self, closes: Sequence[float]) -> list[float | None]:
+        """`update` over `closes` from a fresh state, first value of each result.
+
+        The same exact sum of the same closes (fsum is correctly rounded, so it does
+        not matter that they come from a slice here and from a deque there).
+        """
+        n, fsum = self._length, math.fsum
+        out: list[float | None] = [None] * min(n - 1, len(closes))
+        out += [fsum(closes[i - n : i]) / n for i in range(n, len(closes) + 1)]
+        return out
 
 
 class _BbandsCalc:
@@ -539,17 +553,7 @@ class IndicatorWindow:
                 another market or timeframe.
         """
         if self._candles:
-            last = self._candles[-1]
-            if (candle.symbol, candle.timeframe) != (last.symbol, last.timeframe):
-                raise ValueError(
-                    f"candle of {candle.symbol} {candle.timeframe} given to a window of "
-                    f"{last.symbol} {last.timeframe}: use one window per market"
-                )
-            if candle.open_time <= last.open_time:
-                raise ValueError(
-                    f"candle at {candle.open_time.isoformat()} is not after the previous "
-                    f"one at {last.open_time.isoformat()}: feed candles oldest first, once"
-                )
+            _check_next(self._candles[-1], candle)
         self._candles.append(candle)
         self._count += 1
         values = self._values
@@ -563,3 +567,61 @@ class IndicatorWindow:
         for candle in candles:
             self.update(candle)
         return dict(self._values)
+
+
+def _check_next(last: Candle, candle: Candle) -> None:
+    """Raise ValueError unless `candle` may follow `last` in one window."""
+    if (candle.symbol, candle.timeframe) != (last.symbol, last.timeframe):
+        raise ValueError(
+            f"candle of {candle.symbol} {candle.timeframe} given to a window of "
+            f"{last.symbol} {last.timeframe}: use one window per market"
+        )
+    if candle.open_time <= last.open_time:
+        raise ValueError(
+            f"candle at {candle.open_time.isoformat()} is not after the previous "
+            f"one at {last.open_time.isoformat()}: feed candles oldest first, once"
+        )
+
+
+def indicator_table(
+    specs: Iterable[IndicatorSpec], candles: Sequence[Candle]
+) -> list[dict[str, float | None]]:
+    """What a fresh `IndicatorWindow(specs)` returns from `update` for each of
+    `candles` in turn, computed column by column.
+
+    A backtest knows the whole history ahead, so it need not advance a window candle
+    by candle: each indicator's own calculator runs over all the candles in one
+    loop (the SMA sums slices of the closes), which gives the same numbers, bit for
+    bit, for a fraction of the cost. Each row is a new dict.
+
+    Raises:
+        ValueError: as `IndicatorWindow.update` would for the first candle out of
+            order or of another market.
+    """
+    window = IndicatorWindow(specs)
+    times = [c.open_time for c in candles]
+    if (
+        not all(map(operator.lt, times, islice(times, 1, None)))
+        or len({c.symbol for c in candles}) > 1
+        or len({c.timeframe for c in candles}) > 1
+    ):
+        for last, candle in zip(candles, candles[1:], strict=False):
+            _check_next(last, candle)
+    columns: list[Sequence[float | None]] = []
+    closes: list[float] | None = None
+    for names, calc in window._calcs:
+        if isinstance(calc, _SmaCalc):
+            if closes is None:
+                closes = [c.close for c in candles]
+            columns.append(calc.column(closes))
+            continue
+        rows = [calc.update(c) for c in candles]
+        columns.extend([row[k] for row in rows] for k in range(len(names)))
+    names = window.columns
+    if len(names) == 1:
+        (first,) = names
+        return [{first: a} for a in columns[0]]
+    if len(names) == 2 and names[0] != names[1]:
+        first, second = names
+        return [{first: a, second: b} for a, b in zip(columns[0], columns[1], strict=True)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]

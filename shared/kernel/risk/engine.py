@@ -47,7 +47,12 @@ def _passed(check: RiskCheck, **details: Any) -> CheckResult:
 
 
 def _off(check: RiskCheck) -> CheckResult:
-    return CheckResult(check, CheckStatus.SKIPPED, {"why": "limit not set"})
+    return _OFF[check]
+
+
+# A check whose limit is not set says the same every time: built once (most of the
+# trail of a typical intent; its details are read-only like every check's).
+_OFF = {c: CheckResult(c, CheckStatus.SKIPPED, {"why": "limit not set"}) for c in RiskCheck}
 
 
 def _rejected(check: RiskCheck, reason: RiskReason, message: str, **details: Any) -> CheckResult:
@@ -141,9 +146,9 @@ def _decision_age(run: _Run) -> CheckResult:
 
 def _candle_age(run: _Run) -> CheckResult:
     check, limit = RiskCheck.CANDLE_AGE, run.limits.max_candle_age_candles
-    close = run.intent.candle_close
     if limit is None:
         return _off(check)
+    close = run.intent.candle_close
     if close is None or run.intent.timeframe is None:
         return CheckResult(check, CheckStatus.SKIPPED, {"why": "the decision names no candle"})
     candles = (run.now - close) / timeframe_delta(run.intent.timeframe)
@@ -522,6 +527,7 @@ _CHECKS: tuple[tuple[RiskCheck, Callable[[_Run], CheckResult], bool], ...] = (
 )
 
 _EXIT_SKIP = {"why": "exits reduce risk: entry-only check"}
+_EXIT_SKIPPED = {c: CheckResult(c, CheckStatus.SKIPPED, _EXIT_SKIP) for c in RiskCheck}
 
 
 class RiskEngine:
@@ -558,9 +564,10 @@ class RiskEngine:
             raise ValueError(f"state of account {account.account} given for {intent.account}")
         run = _Run(intent, account, market, limits, now, self.live_trading_enabled)
         trail: list[CheckResult] = []
+        entry = intent.is_entry
         for check, function, on_exits in _CHECKS:
-            if not (intent.is_entry or on_exits):
-                trail.append(CheckResult(check, CheckStatus.SKIPPED, _EXIT_SKIP))
+            if not (entry or on_exits):
+                trail.append(_EXIT_SKIPPED[check])
                 continue
             result = function(run)
             trail.append(result)

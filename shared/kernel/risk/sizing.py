@@ -192,10 +192,13 @@ def _fit(
 ) -> Sized | CheckResult:
     quantity = round_amount(wanted, market)
     details.update(wanted=wanted, quantity=quantity)
-    why_small = (
-        f"{intent.symbol}: {intent.side.value} quantity {wanted:.8g} (bound by "
-        f"{details['bound_by']}) rounds down to {quantity}"
-    )
+
+    def why_small() -> str:  # only a refusal says it: formatting a Decimal is not free
+        return (
+            f"{intent.symbol}: {intent.side.value} quantity {wanted:.8g} (bound by "
+            f"{details['bound_by']}) rounds down to {quantity}"
+        )
+
     short_of_cash = details["bound_by"] == "cash"
     if quantity <= 0 or (market.min_amount is not None and quantity < market.min_amount):
         details["min_amount"] = market.min_amount
@@ -205,7 +208,11 @@ def _fit(
             else "which the market cannot trade"
         )
         return _too_small(
-            RiskReason.BELOW_MIN_AMOUNT, short_of_cash, f"{why_small}, {minimum}", account, details
+            RiskReason.BELOW_MIN_AMOUNT,
+            short_of_cash,
+            f"{why_small()}, {minimum}",
+            account,
+            details,
         )
     quote_notional = quantity * price
     if market.min_notional is not None and quote_notional < market.min_notional:
@@ -213,7 +220,7 @@ def _fit(
         return _too_small(
             RiskReason.BELOW_MIN_NOTIONAL,
             short_of_cash,
-            f"{why_small}, worth {quote_notional} at {price}, below the market's minimum "
+            f"{why_small()}, worth {quote_notional} at {price}, below the market's minimum "
             f"notional {market.min_notional}",
             account,
             details,

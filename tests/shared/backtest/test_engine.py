@@ -1,0 +1,466 @@
+"""The event-driven backtester's fast paths change no result.
+
+`shared/backtest/engine.py` skips work it already has the answer to: indicators
+computed ahead (`indicator_table`), the strategy's positions and outcomes rebuilt on
+fills only, the equity of a held stretch settled in one pass, no recent trades
+converted for a risk engine that does not read them. `reference()` below is the
+engine as first written, every step on every candle with the kernel's plain API
+(`update`, `context`, `decide`, `mark`, `equity()`, `account_state` with its default
+look-back); the tests replay the same candles through both and compare everything:
+trades, final equity, the equity curve bit for bit, exposure, rejections, fills.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import FrozenInstanceError, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shared.backtest import BacktestConfig, BacktestResult, run_backtest
+from shared.backtest.engine import DECISIONS
+from shared.events import Action
+from shared.kernel.engine import StrategyEngine
+from shared.kernel.fills import FillModelConfig, decimal_price, simulate, simulate_oco
+from shared.kernel.orders import (
+    Fill,
+    Order,
+    OrderLeg,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    apply_fill,
+    client_order_id,
+    exit_orders,
+    transition,
+)
+from shared.kernel.portfolio import Portfolio
+from shared.kernel.risk import MarketRules, Mode, RiskEngine, RiskLimits, TradeIntent, merge_limits
+from shared.kernel.risk.state import account_state
+from shared.kernel.strategy import Context, Decision, Strategy, create_strategy, safe_decide
+from shared.market.candles import Candle
+from shared.market.feeds import read_candles_csv
+from shared.market.indicators import INDICATOR_SPECS, IndicatorWindow, indicator_table
+from tests.conftest import ROOT
+
+DATA = ROOT / "data"
+
+
+def shipped(name: str, count: int | None = None) -> list[Candle]:
+    candles = read_candles_csv(DATA / f"{name}_5m.csv", name.replace("-", "/"), "5m")
+    return candles[:count] if count else candles
+
+
+def walk(n: int, seed: int, symbol: str = "SIM/USDT") -> list[Candle]:
+    """`n` 1m candles of a seeded geometric random walk around 100."""
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
+    opens = np.concatenate(([100.0], closes[:-1]))
+    spread = np.abs(rng.normal(0, 0.0005, n)) * closes
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    return [
+        Candle(
+            symbol,
+            "1m",
+            t0 + timedelta(minutes=i),
+            float(opens[i]),
+            float(max(opens[i], closes[i]) + spread[i]),
+            float(min(opens[i], closes[i]) - spread[i]),
+            float(closes[i]),
+            1.0,
+        )
+        for i in range(n)
+    ]
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@dataclass
+class _RefMarket:
+    engine: StrategyEngine
+    rules: MarketRules
+    pending: list[Order] = field(default_factory=list)
+    exits: list[Order] = field(default_factory=list)
+    stops: tuple[Decimal | None, Decimal | None] = (None, None)
+
+
+@dataclass
+class _Reference:
+    portfolio: Portfolio
+    equity: list[float] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
+    exposure: int = 0
+    fills: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
+
+
+def reference(
+    strategy: Callable[[], Strategy],
+    candles: Mapping[str, Sequence[Candle]],
+    config: BacktestConfig,
+) -> _Reference:
+    """The backtester with no shortcut: everything on every candle."""
+    limits = merge_limits(config.risk, config.group_risk)
+    risk = RiskEngine()
+    run = _Reference(Portfolio("backtest", config.capital, currency=config.currency))
+    books = run.portfolio
+    markets = {
+        s: _RefMarket(
+            StrategyEngine(strategy()),
+            config.markets.get(s)
+            or MarketRules.from_config(s, None, taker_fee=config.fill_model.taker_fee),
+        )
+        for s in candles
+    }
+    name = next(iter(markets.values())).engine.strategy.name
+
+    def book(order: Order, fill: Fill) -> Order | None:
+        if books.can_apply(fill) is not None:
+            run.rejections["insufficient_funds"] += 1
+            return None
+        books.apply(fill)
+        run.fills += 1
+        return apply_fill(order, fill)
+
+    ordered = heapq.merge(*candles.values(), key=lambda c: (c.close_time, c.symbol))
+    for candle in ordered:
+        m = markets[candle.symbol]
+        for order in list(m.pending):
+            fill = simulate(order, candle, config.fill_model)
+            if fill is None:
+                continue
+            m.pending.remove(order)
+            filled = book(order, fill)
+            if filled is not None and order.leg is OrderLeg.ENTRY and any(m.stops):
+                m.exits = [
+                    transition(o, OrderStatus.SUBMITTED, at=fill.at)
+                    for o in exit_orders(
+                        filled,
+                        stop_loss=m.stops[0],
+                        take_profit=m.stops[1],
+                        at=fill.at,
+                        not_before=fill.at,
+                    )
+                ]
+        if m.exits:
+            fill = simulate_oco(m.exits, candle, config.fill_model)
+            if fill is not None:
+                (order,) = [o for o in m.exits if o.client_order_id == fill.client_order_id]
+                m.exits, m.stops = [], (None, None)
+                book(order, fill)
+        books.mark(candle.symbol, decimal_price(candle.close))
+        m.engine.update(candle)
+        now = candle.close_time
+        decision = m.engine.decide(
+            m.engine.context(
+                now=now,
+                positions=[p for p in books.strategy_positions() if p.symbol == candle.symbol],
+                outcomes=[t.as_outcome(name) for t in books.closed_trades[-50:]],
+            )
+        )
+        if decision.action is not Action.HOLD:
+            _reference_execute(run, m, candle, decision, risk, limits, config)
+        run.times.append(now)
+        run.equity.append(float(books.equity()))
+        run.exposure += bool(books.positions)
+    return run
+
+
+def _reference_execute(
+    run: _Reference,
+    m: _RefMarket,
+    candle: Candle,
+    decision: Decision,
+    risk: RiskEngine,
+    limits: RiskLimits,
+    config: BacktestConfig,
+) -> None:
+    now = candle.close_time
+    try:
+        intent = TradeIntent(
+            account="backtest",
+            group=config.group,
+            symbol=candle.symbol,
+            side=decision.action,
+            confidence=decision.confidence,
+            entry=decision.entry or decimal_price(candle.close),
+            decided_at=now,
+            stop_loss=decision.stop_loss,
+            take_profit=decision.take_profit,
+            candle_time=candle.open_time,
+            timeframe=candle.timeframe,
+            size_hint=decision.size_hint,
+        )
+    except ValueError:
+        run.rejections["invalid_intent"] += 1
+        return
+    verdict = risk.evaluate(
+        intent, account_state(run.portfolio, mode=Mode.PAPER, now=now), m.rules, limits, now=now
+    )
+    if not verdict.accepted or verdict.quantity is None:
+        run.rejections[verdict.reason.value if verdict.reason else "rejected"] += 1
+        return
+    decision_id = uuid.uuid5(DECISIONS, f"{candle.symbol}|{candle.open_time.isoformat()}")
+    leg = OrderLeg.ENTRY if intent.is_entry else OrderLeg.EXIT
+    if intent.is_entry:
+        m.stops = (decision.stop_loss, decision.take_profit)
+    else:
+        m.exits, m.stops = [], (None, None)
+    order = Order(
+        client_order_id=client_order_id(decision_id, leg),
+        account="backtest",
+        symbol=candle.symbol,
+        side=OrderSide.BUY if intent.is_entry else OrderSide.SELL,
+        type=OrderType.MARKET,
+        quantity=verdict.quantity,
+        created_at=now,
+        leg=leg,
+        decision_id=str(decision_id),
+        not_before=now,
+    )
+    m.pending.append(transition(order, OrderStatus.SUBMITTED, at=now))
+
+
+def assert_same(result: BacktestResult, ref: _Reference) -> None:
+    books = ref.portfolio
+    expected = [
+        (t.symbol, t.quantity, t.opened_at, t.closed_at, t.entry_price, t.exit_price, t.pnl)
+        for t in books.closed_trades
+    ]
+    got = [
+        (t.symbol, t.quantity, t.entry_time, t.exit_time, t.entry_price, t.exit_price, t.pnl)
+        for t in result.trades
+    ]
+    assert got == expected
+    assert [t.fees for t in result.trades] == [t.fees for t in books.closed_trades]
+    assert result.final_equity == books.equity()
+    assert str(result.final_equity) == str(books.equity())
+    assert result.fees_paid == books.fees_paid
+    assert result.equity_times == ref.times
+    assert result.equity == ref.equity  # floats, bit for bit
+    assert result.exposure_bars == ref.exposure
+    assert result.rejections == dict(ref.rejections)
+    assert result.fills == ref.fills
+
+
+# --------------------------------------------------------------------------- cases
+
+FEES = FillModelConfig(slippage_bps=Decimal(5), taker_fee=Decimal("0.001"))
+BTC: dict[str, Any] = {"capital": Decimal(1), "currency": "BTC"}
+
+CASES: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]] = {
+    "sma": ("sma_cross", {"fast": 10, "slow": 30}, ["ETH-BTC"], BTC),
+    "sma_fees_step": (
+        "sma_cross",
+        {"fast": 5, "slow": 20},
+        ["LTC-BTC"],
+        {
+            **BTC,
+            "fill_model": FEES,
+            "risk": RiskLimits.model_validate(
+                {"sizing": {"method": "fixed_notional", "notional": "0.01"}}
+            ),
+            "markets": {
+                "LTC/BTC": MarketRules.from_config(
+                    "LTC/BTC", {"amount_step": "0.001"}, taker_fee=Decimal("0.001")
+                )
+            },
+        },
+    ),
+    "sma_stops": (
+        "sma_cross",
+        {
+            "fast": 10,
+            "slow": 30,
+            "stop_loss": {"kind": "pct", "value": 0.01},
+            "take_profit": {"kind": "atr", "multiple": 2.0},
+        },
+        ["ADA-BTC"],
+        BTC,
+    ),
+    "sma_all_in": (
+        "sma_cross",
+        {"fast": 3, "slow": 7},
+        ["XRP-USDT"],
+        {
+            "risk": RiskLimits.model_validate({"sizing": {"method": "percent_equity", "pct": 99}}),
+            "fill_model": FillModelConfig(slippage_bps=Decimal(10)),
+        },
+    ),
+    "sma_limits": (
+        "sma_cross",
+        {"fast": 4, "slow": 9},
+        ["ETH-BTC"],
+        {
+            **BTC,
+            "risk": RiskLimits.model_validate(
+                {
+                    "max_trades_per_day": 5,
+                    "cooldown_after_loss_minutes": 30,
+                    "max_daily_loss_pct": 1,
+                    "stoploss_guard": {
+                        "lookback_minutes": 600,
+                        "trade_limit": 2,
+                        "stop_duration_minutes": 120,
+                    },
+                }
+            ),
+        },
+    ),
+    "rsi_stops": (
+        "rsi_reversal",
+        {
+            "stop_loss": {"kind": "atr", "multiple": 1.5},
+            "take_profit": {"kind": "pct", "value": 0.02},
+        },
+        ["LTC-BTC"],
+        {**BTC, "fill_model": FillModelConfig(slippage_bps=Decimal(3))},
+    ),
+    "breakout": ("breakout", {}, ["ADA-BTC"], BTC),
+    "three_symbols": (
+        "sma_cross",
+        {"fast": 10, "slow": 30},
+        ["ETH-BTC", "LTC-BTC", "ADA-BTC"],
+        {**BTC, "risk": RiskLimits.model_validate({"max_open_positions": 2})},
+    ),
+    "two_symbols_stops": (
+        "breakout",
+        {"length": 10, "exit_length": 5, "stop_loss": {"kind": "pct", "value": 0.005}},
+        ["ETH-BTC", "LTC-BTC"],
+        BTC,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_equals_the_every_candle_reference(case: str) -> None:
+    name, params, files, settings = CASES[case]
+    count = 3000 if len(files) > 1 else None
+    candles = {c[0].symbol: c for c in (shipped(f, count) for f in files)}
+    config = BacktestConfig(**settings)
+    result = run_backtest(lambda: create_strategy(name, params), candles, config)
+    assert result.trades  # the case trades
+    assert_same(result, reference(lambda: create_strategy(name, params), candles, config))
+
+
+def test_engine_equals_reference_on_a_random_walk() -> None:
+    candles = {"SIM/USDT": walk(20_000, seed=7)}
+    config = BacktestConfig(fill_model=FEES)
+    strategy = lambda: create_strategy("sma_cross", {"fast": 10, "slow": 30})  # noqa: E731
+    result = run_backtest(strategy, candles, config)
+    assert len(result.trades) > 100
+    assert_same(result, reference(strategy, candles, config))
+
+
+def test_engine_progress_reports_every_percent_and_the_end() -> None:
+    candles = {"ETH/BTC": shipped("ETH-BTC", 1000)}
+    seen: list[tuple[int, int]] = []
+    result = run_backtest(
+        lambda: create_strategy("sma_cross", {}),
+        candles,
+        BacktestConfig(**BTC),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[-1] == (1000, 1000) and result.bars == 1000
+    assert [d for d, _ in seen[:3]] == [10, 20, 30]
+
+
+def test_engine_refuses_candles_out_of_order_like_the_window() -> None:
+    candles = shipped("ETH-BTC", 100)
+    swapped = [*candles[:50], candles[51], candles[50], *candles[52:]]
+    with pytest.raises(ValueError, match="is not after the previous one"):
+        run_backtest(lambda: create_strategy("sma_cross", {}), {"ETH/BTC": swapped})
+
+
+def test_engine_refuses_a_close_of_zero_like_the_portfolio_mark() -> None:
+    candles = shipped("ETH-BTC", 100)
+    candles[70] = replace(candles[70], close=0.0)
+    with pytest.raises(ValueError, match="mark price of ETH/BTC must be > 0"):
+        run_backtest(lambda: create_strategy("sma_cross", {}), {"ETH/BTC": candles})
+
+
+# --------------------------------------------------------------------------- kernel pieces
+
+ALL_KINDS = INDICATOR_SPECS.validate_python(
+    [
+        {"kind": "sma", "length": 1},
+        {"kind": "sma", "length": 10},
+        {"kind": "sma", "length": 30},
+        {"kind": "ema", "length": 20},
+        {"kind": "rsi", "length": 14},
+        {"kind": "macd"},
+        {"kind": "bbands", "length": 20, "std": 2.0},
+        {"kind": "atr", "length": 14},
+    ]
+)
+
+
+@pytest.mark.parametrize("source", ["ETH-BTC", "ADA-BTC", "XRP-USDT", "walk"])
+def test_indicator_table_equals_the_window_bit_for_bit(source: str) -> None:
+    candles = walk(5000, seed=3) if source == "walk" else shipped(source)
+    window = IndicatorWindow(ALL_KINDS)
+    expected = [window.update(c) for c in candles]
+    table = indicator_table(ALL_KINDS, candles)
+    assert len(table) == len(expected)
+    for want, got in zip(expected, table, strict=True):
+        assert list(got) == list(want)
+        for column, value in want.items():
+            other = got[column]
+            # Equal as floats, and the same bits (0.0 and -0.0 are equal floats).
+            assert (other is None) == (value is None), column
+            if value is not None and other is not None:
+                assert value.hex() == other.hex(), column
+
+
+def test_indicator_table_shorter_than_warmup_is_all_none() -> None:
+    candles = shipped("ETH-BTC", 5)
+    table = indicator_table(ALL_KINDS[1:3], candles)
+    assert table == [{"sma_10": None, "sma_30": None}] * 5
+    assert indicator_table(ALL_KINDS[1:3], []) == []
+
+
+def test_strategy_engine_step_is_update_context_decide() -> None:
+    strategy = create_strategy("sma_cross", {"fast": 3, "slow": 5})
+    one, two = StrategyEngine(strategy), StrategyEngine(strategy)
+    candles = shipped("ETH-BTC", 300)
+    table = indicator_table(strategy.indicators(), candles)
+    for i, c in enumerate(candles):
+        one.update(c)
+        want = one.decide(one.context(now=c.close_time))
+        assert two.step(c, c.close_time, (), (), table[i]) == want
+
+
+def test_safe_decide_reads_no_clock_without_a_budget() -> None:
+    calls: list[float] = []
+
+    def timer() -> float:
+        calls.append(time.perf_counter())
+        return calls[-1]
+
+    strategy = create_strategy("sma_cross", {})
+    ctx = Context("X/Y", "5m", datetime(2024, 1, 1, tzinfo=UTC), [shipped("ETH-BTC", 1)[0]], {}, {})
+    assert safe_decide(strategy, ctx, timer=timer).action is Action.HOLD
+    assert calls == []
+    safe_decide(strategy, ctx, budget_seconds=1.0, timer=timer)
+    assert len(calls) == 2
+
+
+def test_context_is_still_a_frozen_dataclass() -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    ctx = Context("X/Y", "5m", now, (), {"a": 1.0}, {})
+    assert ctx == Context(
+        symbol="X/Y", timeframe="5m", now=now, candles=(), indicators={"a": 1.0}, previous={}
+    )
+    assert (ctx.signal, ctx.positions, ctx.outcomes) == (None, (), ())
+    with pytest.raises(FrozenInstanceError):
+        ctx.symbol = "Z/Y"  # type: ignore[misc]
+    assert replace(ctx, symbol="Z/Y").symbol == "Z/Y"
