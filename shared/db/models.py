@@ -532,3 +532,106 @@ class BacktestRow(Base):
         Index("ix_backtests_created_at", "created_at"),
         Index("ix_backtests_status", "status"),
     )
+
+
+# --------------------------------------------------------------------------- LLM groups
+
+
+class LlmCallRow(Base):
+    """One call of an LLM group member: what was asked, what came back, what it cost.
+
+    Every call is recorded, failed ones too, so a discussion can be replayed from the
+    stored answers and audited, and a day's tokens and cost are one aggregate over
+    this table (the budget check before every call). `prompt_hash` (SHA-256 of the
+    model and messages) lets a backtest reuse an answer instead of paying again.
+    """
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    trading_group: Mapped[str] = mapped_column(String(64))
+    member: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    discussion_id: Mapped[str | None] = mapped_column(String(36))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    answer: Mapped[str | None] = mapped_column(Text)
+    # ok | invalid (unparseable output) | error (timeout, refusal, 429 after retries)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(Money)
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_llm_calls_group_created_at", "trading_group", "created_at"),
+        Index("ix_llm_calls_prompt_hash", "prompt_hash"),
+        Index("ix_llm_calls_discussion_id", "discussion_id"),
+    )
+
+
+class DiscussionRow(Base):
+    """A trading group's discussion of one signal, and what it led to."""
+
+    __tablename__ = "discussions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    trading_group: Mapped[str] = mapped_column(String(64))
+    signal_id: Mapped[str | None] = mapped_column(String(36))
+    decision_id: Mapped[str | None] = mapped_column(String(36))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    symbol: Mapped[str | None] = mapped_column(String(64))
+    # running | decided | hold | failed
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    action: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(Money)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_discussions_group_started_at", "trading_group", "started_at"),
+        Index("ix_discussions_correlation_id", "correlation_id"),
+    )
+
+
+class DiscussionMessageRow(Base):
+    """One member's message in a discussion, in the order it was said."""
+
+    __tablename__ = "discussion_messages"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    discussion_id: Mapped[str] = mapped_column(ForeignKey("discussions.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    member: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    # analysis | argument | proposal | risk | decision | note | error
+    kind: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    llm_call_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("discussion_id", "seq"),)
+
+
+class ReflectionRow(Base):
+    """What a group wrote after one of its trades closed: what it decided, what
+    happened. The most relevant recent ones go into its later prompts."""
+
+    __tablename__ = "reflections"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    trading_group: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(64))
+    decision_id: Mapped[str | None] = mapped_column(String(36))
+    pnl: Mapped[Decimal | None] = mapped_column(Money)
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_reflections_group_symbol", "trading_group", "symbol"),)
