@@ -48,18 +48,19 @@ def round_amount(quantity: Decimal, rules: MarketRules) -> Decimal:
     """Round a quantity DOWN onto the market's amount grid: a multiple of the step
     that has no more decimals than the precision allows (with step 0.25 and one
     decimal, the grid is 0.5). Never more than asked."""
+    grid = amount_grid(rules)
+    return quantity if grid is None else floor_to_step(quantity, grid)
+
+
+def amount_grid(rules: MarketRules) -> Decimal | None:
+    """The market's amount grid (see `round_amount`); None when quantities are free."""
     unit = (
         Decimal(1).scaleb(-rules.amount_precision) if rules.amount_precision is not None else None
     )
     step = rules.amount_step
-    if step is None and unit is None:
-        return quantity
     if step is None or unit is None:
-        grid = step if step is not None else unit
-    else:
-        grid = _lcm(step, unit)
-    assert grid is not None
-    return floor_to_step(quantity, grid)
+        return step if step is not None else unit
+    return _lcm(step, unit)
 
 
 def _lcm(a: Decimal, b: Decimal) -> Decimal:

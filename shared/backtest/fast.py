@@ -1,0 +1,691 @@
+"""The compiled mode: simple rule strategies at compiled speed, with the event
+engine's trades.
+
+The event-driven engine (`shared.backtest.engine`) calls the strategy on every candle
+and walks every decision through the live code path. For a rule whose decisions
+depend only on its indicators and on whether a position is open, almost all of that
+work is a HOLD: `sma_cross` acts on one candle in a hundred. This mode computes the
+indicators compiled (numba), finds the candles where the rule can act (vectorized),
+and walks only those in Python, each through the same arithmetic the kernel does:
+the risk engine's sizing (`sizing_quantity`, `round_price`, `round_amount`,
+`div_down`), the paper fill model's price (`decimal_price`, `slipped`) and fee, and
+the portfolio's cash, cost basis and PnL, in `Decimal`, operation for operation. So
+it makes exactly the trades of the event engine, to the last digit of every price,
+quantity, fee and PnL, and ends on the same final equity (tests/shared/backtest/
+test_fast.py holds the two side by side).
+
+What it supports (`supports`, `unsupported` says why not): `sma_cross` without
+stop-loss or take-profit, on one symbol, with risk limits that only size (fixed
+notional, percent of equity), cap positions at one or more, or bound the decision's
+and the candle's age (which a backtest always passes); any market rules and fill
+model. Anything else runs on the event engine instead (`run_fast` falls back unless
+told not to), so `run_fast` always answers exactly.
+
+Two things are computed differently, on purpose:
+
+* **The SMA.** The event engine averages with `math.fsum`, the exactly rounded sum;
+  here a compiled rolling sum gives the same exactly rounded sum: in 64-bit integers
+  (the closes scaled to a common power of two, when the window's sum fits), else
+  with Shewchuk's partials and CPython's final rounding. The same bits, one pass.
+* **The equity curve** of candles with a position open is `cash + quantity x close`
+  in floats, within a few units in the last place of the event engine's `Decimal`
+  sum (flat candles, trades and the final equity are exact). `exact_curve=True`
+  computes it in `Decimal` like the event engine, at about 0.5 µs per held candle.
+
+Cost: the first call in a process loads the compiled functions from numba's cache
+(`cache=True`; the first call ever compiles them, a few seconds); then a run over
+`FastData` (the candles as arrays, loaded once, SMAs cached per length) costs
+microseconds plus about 10-15 µs per round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, getcontext
+from typing import Any, cast
+
+import numba  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
+
+from shared.backtest.engine import BacktestConfig, Progress, run_backtest
+from shared.backtest.result import BacktestResult, TradeRecord
+from shared.kernel.fills import FillModelConfig, decimal_price, slipped
+from shared.kernel.orders import OrderLeg, OrderSide
+from shared.kernel.risk import MarketRules, RiskLimits, RiskReason, merge_limits
+from shared.kernel.risk.limits import FixedNotional, PercentOfEquity
+from shared.kernel.risk.sizing import amount_grid
+from shared.kernel.strategies import SmaCrossParams
+from shared.kernel.strategy import create_strategy
+from shared.market.candles import Candle, timeframe_delta
+
+Floats = npt.NDArray[np.float64]
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_HUNDRED = Decimal(100)
+_EXIT = OrderLeg.EXIT.value
+
+#: The risk limits a run may set and still run here: they only size the entry, or
+#: never refuse in a backtest (the decision is as old as its candle's close).
+_SIZING_ONLY = frozenset(
+    {"sizing", "max_open_positions", "max_positions_per_symbol"}
+    | {"max_decision_age_seconds", "max_candle_age_candles"}
+)
+
+
+# --------------------------------------------------------------------------- support
+
+
+def unsupported(
+    strategy_name: str,
+    params: Mapping[str, Any] | None = None,
+    config: BacktestConfig | None = None,
+    *,
+    symbols: int = 1,
+) -> str | None:
+    """Why `run_fast` would run this on the event engine, or None if it runs here."""
+    if strategy_name != "sma_cross":
+        return f"strategy {strategy_name!r} has no compiled mode (only sma_cross has)"
+    try:
+        parsed = create_strategy(strategy_name, params).params
+    except ValueError as e:
+        return str(e)
+    assert isinstance(parsed, SmaCrossParams)  # noqa: S101 - what create_strategy made
+    if parsed.stop_loss is not None or parsed.take_profit is not None:
+        return "stop-loss and take-profit orders run on the event engine"
+    if symbols != 1:
+        return "only one symbol runs compiled; several share an account on the event engine"
+    if config is not None:
+        return _unsupported_limits(merge_limits(config.risk, config.group_risk))
+    return None
+
+
+def supports(
+    strategy_name: str,
+    params: Mapping[str, Any] | None = None,
+    config: BacktestConfig | None = None,
+) -> bool:
+    """Whether `run_fast` runs this strategy (and config, if given) compiled."""
+    return unsupported(strategy_name, params, config) is None
+
+
+def _unsupported_limits(limits: RiskLimits) -> str | None:
+    defaults = RiskLimits()
+    for name in RiskLimits.model_fields:
+        if name not in _SIZING_ONLY and getattr(limits, name) != getattr(defaults, name):
+            return f"risk limit {name} runs on the event engine"
+    for name in ("max_open_positions", "max_positions_per_symbol"):
+        if getattr(limits, name) == 0:
+            return f"{name} 0 refuses every entry: that runs on the event engine"
+    if not all(isinstance(s, FixedNotional | PercentOfEquity) for s in limits.sizings):
+        return "risk_per_trade sizing needs a stop loss: that runs on the event engine"
+    return None
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
+    return cast(Callable[..., Any], numba.njit(cache=True, nogil=True)(function))
+
+
+def _means_by_integers(x: Floats, n: int, out: Floats) -> bool:
+    """Rolling means of `n` with an exact int64 window sum, rounded once to a float
+    (int64 -> float64 rounds to nearest, ties to even, as `math.fsum` does). False,
+    touching nothing, when the closes do not fit: then `_means_by_partials`."""
+    m = len(x)
+    low = 1 << 30
+    high = 0.0
+    for v in x:
+        if not math.isfinite(v) or v == 0.0:
+            return False
+        ex = math.frexp(v)[1] - 53  # v is an integer multiple of 2**ex
+        low = min(low, ex)
+        high = max(high, abs(v))
+    if low < -1000 or math.ldexp(high, -low) * n >= 4.0e18:
+        return False
+    scaled = np.empty(m, np.int64)
+    for i in range(m):
+        scaled[i] = np.int64(math.ldexp(x[i], -low))
+    total = np.int64(0)
+    for i in range(m):
+        total += scaled[i]
+        if i >= n:
+            total -= scaled[i - n]
+        if i >= n - 1:
+            out[i] = math.ldexp(float(total), low) / n
+    return True
+
+
+def _grow(partials: Floats, count: int, x: float) -> int:
+    """Add `x` to the exact sum held as non-overlapping `partials` (CPython's fsum)."""
+    i = 0
+    for j in range(count):
+        y = partials[j]
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            partials[i] = lo
+            i += 1
+        x = hi
+    if x != 0.0:
+        partials[i] = x
+        i += 1
+    return i
+
+
+def _round(partials: Floats, count: int) -> float:
+    """The exact sum of `partials`, rounded once (CPython's fsum, half-even fix-up)."""
+    if count == 0:
+        return 0.0
+    count -= 1
+    hi = float(partials[count])
+    lo = 0.0
+    while count > 0:
+        x = hi
+        count -= 1
+        y = partials[count]
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            break
+    if count > 0 and (
+        (lo < 0.0 and partials[count - 1] < 0.0) or (lo > 0.0 and partials[count - 1] > 0.0)
+    ):
+        y = lo * 2.0
+        x = hi + y
+        if y == x - hi:
+            hi = x
+    return hi
+
+
+def _means_by_partials(x: Floats, n: int, out: Floats) -> None:
+    partials = np.zeros(128)
+    count = 0
+    for i in range(len(x)):
+        count = _grow(partials, count, x[i])
+        if i >= n:
+            count = _grow(partials, count, -x[i - n])
+        if i >= n - 1:
+            out[i] = _round(partials, count) / n
+
+
+def _means(x: Floats, n: int) -> Floats:
+    out = np.full(len(x), np.nan)
+    if n <= len(x) and not _means_by_integers(x, n, out):
+        _means_by_partials(x, n, out)
+    return out
+
+
+def _curve(
+    closes: Floats, starts: npt.NDArray[np.int64], cash: Floats, quantity: Floats
+) -> tuple[Floats, int]:
+    """Equity per candle: from `starts[k]` on, `cash[k] + quantity[k] x close`; and
+    the number of candles with a position open."""
+    out = np.empty(len(closes))
+    held = 0
+    for k in range(len(starts)):
+        end = starts[k + 1] if k + 1 < len(starts) else len(closes)
+        if quantity[k] == 0.0:
+            out[starts[k] : end] = cash[k]
+        else:
+            held += end - starts[k]
+            for i in range(starts[k], end):
+                out[i] = cash[k] + quantity[k] * closes[i]
+    return out, held
+
+
+_means_by_integers = _jit(_means_by_integers)
+_grow = _jit(_grow)
+_round = _jit(_round)
+_means_by_partials = _jit(_means_by_partials)
+_means = _jit(_means)
+_curve = _jit(_curve)
+
+
+def exact_means(closes: Sequence[float] | Floats, length: int) -> Floats:
+    """The SMA of `length` over `closes`, NaN while warming up: `math.fsum(window) /
+    length`, bit for bit, as `IndicatorWindow` computes it, in one compiled pass."""
+    return _means(np.ascontiguousarray(closes, dtype=np.float64), int(length))
+
+
+def warm_up() -> float:
+    """Load (or compile, the first time ever) the compiled functions; seconds taken."""
+    started = time.perf_counter()
+    x: Floats = np.linspace(1.0, 2.0, 64, dtype=np.float64)
+    exact_means(x, 5)
+    _means_by_partials(x, 5, np.empty(64))
+    _curve(x, np.array([0], np.int64), np.array([1.0]), np.array([0.0]))
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class FastData:
+    """One symbol's candles, loaded once for any number of compiled runs: the arrays,
+    the times, and each SMA length computed so far."""
+
+    symbol: str
+    timeframe: str
+    candles: Sequence[Candle]
+    opens: Floats
+    closes: Floats
+    open_times: list[datetime]
+    close_times: list[datetime]
+    open_list: list[float] = field(repr=False)  # the same prices as Python floats
+    close_list: list[float] = field(repr=False)
+    _means: dict[int, Floats] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_candles(cls, candles: Sequence[Candle]) -> FastData:
+        """Raises ValueError for candles the event engine would refuse (out of
+        order, of several markets, or a close that is not a positive price)."""
+        if not candles:
+            raise ValueError("no candles to replay: give at least one candle")
+        first = candles[0]
+        step = timeframe_delta(first.timeframe)
+        open_times = [c.open_time for c in candles]
+        opens = np.fromiter((c.open for c in candles), np.float64, len(candles))
+        closes = np.fromiter((c.close for c in candles), np.float64, len(candles))
+        # A market order decided on a candle fills on the next one only if that one
+        # opens at or after the decision candle's close: candles a timeframe apart.
+        if (
+            any(b - a < step for a, b in zip(open_times, open_times[1:], strict=False))
+            or any(c.symbol != first.symbol or c.timeframe != first.timeframe for c in candles)
+            or not bool(np.all(closes > 0) and np.all(np.isfinite(closes)))
+            or not bool(np.all(opens > 0) and np.all(np.isfinite(opens)))
+        ):
+            raise ValueError(
+                "candles out of order, closer than their timeframe, of several markets or "
+                "with a price that is not a positive number"
+            )
+        return cls(
+            symbol=first.symbol,
+            timeframe=first.timeframe,
+            candles=candles,
+            opens=opens,
+            closes=closes,
+            open_times=open_times,
+            close_times=[t + step for t in open_times],
+            open_list=opens.tolist(),
+            close_list=closes.tolist(),
+        )
+
+    def sma(self, length: int) -> Floats:
+        """The SMA of the closes (NaN while warming up), computed once per length."""
+        means = self._means.get(length)
+        if means is None:
+            means = self._means[length] = exact_means(self.closes, length)
+        return means
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Refused(Exception):
+    """The run met a case the compiled mode does not model: run it on the engine."""
+
+
+@dataclass
+class _Books:
+    """The portfolio of one symbol, as `Portfolio` keeps it, in the same Decimals."""
+
+    cash: Decimal
+    fees: Decimal = _ZERO
+    quantity: Decimal = _ZERO  # 0: flat
+    price: Decimal = _ZERO
+    cost: Decimal = _ZERO
+    entry_fees: Decimal = _ZERO
+    opened_at: datetime | None = None
+    fills: int = 0
+    trades: list[TradeRecord] = field(default_factory=list)
+    rejections: Counter[str] = field(default_factory=Counter)
+    # The books after each fill, from its candle on: (candle, cash, quantity).
+    changes: list[tuple[int, Decimal, Decimal]] = field(default_factory=list)
+
+
+def run_fast(
+    strategy_name: str,
+    candles: Mapping[str, Sequence[Candle]] | FastData,
+    config: BacktestConfig | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    exact_curve: bool = False,
+    fallback: bool = True,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """`run_backtest` of a registered rule strategy, compiled when it can be.
+
+    The same result as `run_backtest(lambda: create_strategy(strategy_name, params),
+    candles, config)`: the same trades, fees, rejections and final equity; the
+    equity curve as the module docstring says. What the compiled mode does not
+    model runs on the event engine, or raises ValueError when `fallback` is False.
+    """
+    config = config or BacktestConfig()
+    data: FastData | None
+    mapping: Mapping[str, Sequence[Candle]]
+    if isinstance(candles, FastData):
+        data, mapping = candles, {candles.symbol: candles.candles}
+    else:
+        data, mapping = None, candles
+    why = unsupported(strategy_name, params, config, symbols=len(mapping))
+    if why is None and data is None:
+        try:
+            data = FastData.from_candles(next(iter(mapping.values())))
+        except ValueError as e:
+            why = str(e)
+    if why is None and data is not None:
+        try:
+            result = _run(strategy_name, dict(params or {}), data, config, exact_curve)
+        except _Refused as e:
+            why = str(e)
+        else:
+            if progress is not None:
+                progress(result.bars, result.bars)
+            return result
+    if not fallback:
+        raise ValueError(f"not run compiled: {why}")
+    return run_backtest(
+        lambda: create_strategy(strategy_name, params),
+        mapping,
+        config,
+        strategy_name=strategy_name,
+        params=params,
+        progress=progress,
+    )
+
+
+def sweep_fast(
+    strategy_name: str,
+    candles: Sequence[Candle] | FastData,
+    param_sets: Iterable[Mapping[str, Any]],
+    config: BacktestConfig | None = None,
+    *,
+    exact_curve: bool = False,
+) -> list[BacktestResult]:
+    """`run_fast` for each of `param_sets` over one symbol's candles, loaded once
+    (arrays, times and each SMA length shared by every run)."""
+    data = candles if isinstance(candles, FastData) else FastData.from_candles(candles)
+    return [
+        run_fast(strategy_name, data, config, params=p, exact_curve=exact_curve) for p in param_sets
+    ]
+
+
+def _run(
+    name: str,
+    params: dict[str, Any],
+    data: FastData,
+    config: BacktestConfig,
+    exact_curve: bool,
+) -> BacktestResult:
+    parsed = create_strategy(name, params).params
+    assert isinstance(parsed, SmaCrossParams)  # noqa: S101 - unsupported() checked it
+    limits = merge_limits(config.risk, config.group_risk)
+    rules = config.markets.get(data.symbol) or MarketRules.from_config(
+        data.symbol, None, taker_fee=config.fill_model.taker_fee
+    )
+    books = _Books(config.capital)
+    market = _Market.of(rules, limits, config.fill_model)
+    _trade(data, _signals(data, parsed.fast, parsed.slow), books, market)
+    equity, exposure = _equity(data, books, config.capital, exact_curve)
+    # Portfolio.equity(): cash + the sum, from 0, of the holdings at the last close.
+    last = decimal_price(data.close_list[-1])
+    final = books.cash + (_ZERO + books.quantity * last if books.quantity else _ZERO)
+    return BacktestResult(
+        strategy=name,
+        params=params,
+        symbols=[data.symbol],
+        timeframe=data.timeframe,
+        start=data.open_times[0],
+        end=data.close_times[-1],
+        bars=len(data.closes),
+        capital=config.capital,
+        currency=config.currency,
+        final_equity=final,
+        fees_paid=books.fees,
+        trades=books.trades,
+        equity_times=list(data.close_times),
+        equity=equity,
+        exposure_bars=exposure,
+        rejections=dict(books.rejections),
+        fills=books.fills,
+        settings={
+            "fill_model": config.fill_model.model_dump(mode="json"),
+            "risk": limits.model_dump(mode="json"),
+        },
+    )
+
+
+def _signals(data: FastData, fast: int, slow: int) -> list[tuple[int, int]]:
+    """(candle, +1 for a cross above, -1 below), in time order: the platform's
+    crossing convention (`crossed_above`, `crossed_below`); a missing value (NaN,
+    None in the engine) crosses nothing."""
+    f, s = data.sma(fast), data.sma(slow)
+    f0, s0, f1, s1 = f[:-1], s[:-1], f[1:], s[1:]
+    kind = np.zeros(len(f), np.int8)
+    kind[1:][(f0 <= s0) & (f1 > s1)] = 1
+    kind[1:][(f0 >= s0) & (f1 < s1)] = -1
+    where = np.flatnonzero(kind)
+    return list(zip(where.tolist(), kind[where].tolist(), strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _Market:
+    """What sizing and the fill model read on every signal, computed once a run: the
+    same values the kernel's functions derive from the rules on every call."""
+
+    floor: Context  # `div_down`'s context: the current one, rounding down
+    grid: Decimal | None  # `amount_grid(rules)`
+    price_unit: Decimal | None  # `round_price`: 10 ** -price_precision
+    tick: Decimal | None
+    min_amount: Decimal | None
+    min_notional: Decimal | None
+    max_amount: Decimal | None
+    unit_cost_rate: Decimal  # `_size_entry`: price x quote rate x (1 + taker fee)
+    sizings: tuple[tuple[bool, Decimal], ...]  # (percent of equity?, pct or notional)
+    fee: Decimal  # the fill model's taker rate: market orders take
+    fill_model: FillModelConfig
+
+    @classmethod
+    def of(cls, rules: MarketRules, limits: RiskLimits, fill_model: FillModelConfig) -> _Market:
+        floor = getcontext().copy()
+        floor.rounding = ROUND_FLOOR
+        return cls(
+            floor=floor,
+            grid=amount_grid(rules),
+            price_unit=(
+                Decimal(1).scaleb(-rules.price_precision)
+                if rules.price_precision is not None
+                else None
+            ),
+            tick=rules.price_tick,
+            min_amount=rules.min_amount,
+            min_notional=rules.min_notional,
+            max_amount=rules.max_amount,
+            unit_cost_rate=_ONE + rules.taker_fee,
+            sizings=tuple(
+                (True, s.pct) if isinstance(s, PercentOfEquity) else (False, s.notional)
+                for s in limits.sizings
+                if isinstance(s, PercentOfEquity | FixedNotional)
+            ),
+            fee=fill_model.taker_fee,
+            fill_model=fill_model,
+        )
+
+    def round_price(self, price: Decimal) -> Decimal:
+        """`risk.sizing.round_price`."""
+        if self.price_unit is not None:
+            price = max(price.quantize(self.price_unit, ROUND_HALF_EVEN), self.price_unit)
+        if self.tick is not None:
+            price = max(
+                (price / self.tick).to_integral_value(ROUND_HALF_EVEN) * self.tick, self.tick
+            )
+        return price
+
+    def fit(self, wanted: Decimal, price: Decimal, *, short_of_cash: bool) -> Decimal | str:
+        """`risk.sizing._fit`: the quantity on the amount grid, or the refusal's code."""
+        grid = self.grid
+        quantity = (
+            wanted
+            if grid is None
+            else self.floor.divide(wanted, grid).to_integral_value(rounding=ROUND_FLOOR) * grid
+        )
+        if quantity <= 0 or (self.min_amount is not None and quantity < self.min_amount):
+            reason = RiskReason.BELOW_MIN_AMOUNT
+        elif self.min_notional is not None and quantity * price < self.min_notional:
+            reason = RiskReason.BELOW_MIN_NOTIONAL
+        else:
+            return quantity
+        return (RiskReason.INSUFFICIENT_CASH if short_of_cash else reason).value
+
+    def size_entry(self, cash: Decimal, entry: Decimal) -> Decimal | str:
+        """`risk.sizing._size_entry` (with `sizing_quantity`) for a flat account."""
+        divide = self.floor.divide
+        price = self.round_price(entry)
+        unit_value = price * _ONE
+        quantity: Decimal | None = None
+        bound = ""
+        for percent, amount in self.sizings:
+            if percent:
+                budget = divide((cash + _ZERO) * amount, _HUNDRED)  # equity: flat
+                asked = divide(budget, unit_value) if budget > 0 else _ZERO
+            else:
+                asked = divide(amount, unit_value)
+            if quantity is None or asked < quantity:  # min(): the first of equals
+                quantity, bound = asked, "sizing"
+        assert quantity is not None  # noqa: S101 - limits.sizings is never empty
+        if self.max_amount is not None and self.max_amount < quantity:
+            bound, quantity = "max_amount", self.max_amount
+        if cash <= 0:
+            return RiskReason.INSUFFICIENT_CASH.value
+        affordable = divide(cash, price * _ONE * self.unit_cost_rate)
+        if affordable < quantity:
+            bound, quantity = "cash", affordable
+        return self.fit(quantity, price, short_of_cash=bound == "cash")
+
+
+def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market: _Market) -> None:
+    """The decisions, intents and fills of the signal candles, in time order.
+
+    A cross up with a position open, or down without one, is a HOLD (`SmaCross`). A
+    BUY is sized on the decision candle's close; an accepted order fills at the next
+    candle's open (the engine's market order with `not_before` = the close), before
+    anything is decided on that candle."""
+    closes = data.close_list
+    last = len(closes) - 1
+    pending: tuple[int, bool, Decimal] | None = None  # (decided on, buy?, quantity)
+    for i, kind in signals:
+        if pending is not None:
+            _fill(data, books, market, *pending)
+            pending = None
+        held = bool(books.quantity)
+        if (kind > 0) == held:
+            continue
+        entry = Decimal(repr(closes[i]))  # `decimal_price`, as the strategy's entry
+        if kind > 0:
+            sized = market.size_entry(books.cash, entry)
+        else:
+            # `risk.sizing._size_exit`: all of it (AccountState.held sums from 0).
+            sized = market.fit(
+                _ZERO + books.quantity, market.round_price(entry), short_of_cash=False
+            )
+            if isinstance(sized, Decimal) and sized != books.quantity:
+                raise _Refused("a partial exit (a position off the grid) runs on the event engine")
+        if isinstance(sized, str):
+            books.rejections[sized] += 1
+        elif i < last:
+            pending = (i, kind > 0, sized)
+    if pending is not None:
+        _fill(data, books, market, *pending)
+
+
+def _fill(
+    data: FastData, books: _Books, market: _Market, decided: int, buy: bool, quantity: Decimal
+) -> None:
+    """The paper fill model's market fill at the next candle's open (`simulate`),
+    booked as `Portfolio.apply` books it, or refused as `can_apply` refuses it."""
+    k = decided + 1
+    side = OrderSide.BUY if buy else OrderSide.SELL
+    price = slipped(Decimal(repr(data.open_list[k])), side, market.fill_model)
+    fee = price * quantity * market.fee
+    at = data.open_times[k]
+    if buy:
+        cost = quantity * price + fee
+        if cost > books.cash:
+            books.rejections["insufficient_funds"] += 1
+            return
+        books.fees += fee
+        books.cash -= cost
+        books.quantity, books.price, books.cost, books.entry_fees = quantity, price, cost, fee
+        books.opened_at = at
+    else:
+        books.fees += fee
+        proceeds = quantity * price - fee
+        cost = books.cost
+        pnl = proceeds - cost
+        books.cash += proceeds
+        books.trades.append(
+            TradeRecord(
+                data.symbol,
+                quantity,
+                books.opened_at,  # type: ignore[arg-type]  # set by the buy
+                at,
+                books.price,
+                price,
+                pnl,
+                float(pnl / cost * _HUNDRED) if cost else 0.0,
+                books.entry_fees + fee,
+                _EXIT,
+            )
+        )
+        books.quantity = books.price = books.cost = books.entry_fees = _ZERO
+        books.opened_at = None
+    books.fills += 1
+    books.changes.append((k, books.cash, books.quantity))
+
+
+def _equity(
+    data: FastData, books: _Books, capital: Decimal, exact: bool
+) -> tuple[list[float], int]:
+    changes = [(0, capital, _ZERO), *books.changes]
+    starts = np.array([c[0] for c in changes], np.int64)
+    cash = np.array([float(c[1]) for c in changes])
+    quantity = np.array([float(c[2]) for c in changes])
+    curve, held = _curve(data.closes, starts, cash, quantity)
+    equity: list[float] = curve.tolist()
+    if exact:
+        closes = data.closes
+        for k, (start, cash_k, quantity_k) in enumerate(changes):
+            if quantity_k:
+                end = changes[k + 1][0] if k + 1 < len(changes) else len(closes)
+                equity[start:end] = map(
+                    float,
+                    map(
+                        cash_k.__add__,
+                        map(
+                            quantity_k.__mul__, map(Decimal, map(repr, closes[start:end].tolist()))
+                        ),
+                    ),
+                )
+    return equity, int(held)
+
+
+__all__ = [
+    "FastData",
+    "exact_means",
+    "run_fast",
+    "supports",
+    "sweep_fast",
+    "unsupported",
+    "warm_up",
+]
