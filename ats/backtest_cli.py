@@ -125,6 +125,21 @@ def backtest(
     cuts: Annotated[
         int, typer.Option(metavar="N", help="With --lookahead: how many cuts to try.")
     ] = 10,
+    grid: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Instead of one backtest, a parameter sweep: each param's values to try, "
+            'e.g. \'{"fast":[5,10],"slow":[20,30]}\'; runs across processes and ranks them.',
+        ),
+    ] = None,
+    rank_by: Annotated[
+        str, typer.Option(metavar="METRIC", help="With --grid: the metric to rank by.")
+    ] = "sharpe",
+    processes: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="With --grid: worker processes (default: one per CPU)."),
+    ] = None,
 ) -> None:
     """Backtest a strategy: decisions on each candle's close fill at the next open,
     through the live risk engine and paper fill model. Prints the metrics, writes
@@ -153,6 +168,9 @@ def backtest(
             raise typer.Exit(
                 main_lookahead(request.strategy, request.params, path, symbol, timeframe_, cuts)
             )
+        if grid is not None:
+            _sweep(request, _json_object("--grid", grid) or {}, rank_by, processes)
+            return
         result = _run(request)
     except BacktestInputError as e:
         raise _fail(str(e)) from e
@@ -171,6 +189,36 @@ def backtest(
         except OSError as e:
             raise _fail(f"cannot write to {out}: {e.strerror or e}", code=1) from e
         console.print(escape("wrote " + ", ".join(str(p) for p in written)), soft_wrap=True)
+
+
+def _sweep(
+    request: BacktestRequest, grid: dict[str, Any], rank_by: str, processes: int | None
+) -> None:
+    from shared.backtest.sweep import expand_grid, format_table, sweep
+
+    try:
+        total = len(expand_grid(grid, request.params))
+        with Progress(
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("sweep", total=total)
+            rows = sweep(
+                request,
+                grid,
+                processes=processes,
+                rank_by=rank_by,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
+    except ValueError as e:  # a bad grid, metric or process count (BacktestInputError too)
+        raise _fail(str(e)) from e
+    console = Console(highlight=False)
+    console.print(escape(f"{len(rows)} runs of {request.strategy}, ranked by {rank_by}:"))
+    console.print(escape(format_table(rows)), soft_wrap=True)
 
 
 def _run(request: BacktestRequest) -> BacktestResult:

@@ -137,3 +137,22 @@ async def test_ats_backtest_lookahead_checks_a_strategy_from_the_cli() -> None:
         "--data", "LTC/BTC=data/LTC-BTC_5m.csv", "--lookahead",
     )  # fmt: skip
     assert code == 2 and "one market" in err
+
+
+async def test_ats_backtest_grid_sweeps_across_processes_and_ranks() -> None:
+    code, out, err = await ats(
+        "backtest", "--strategy", "sma_cross", "--data", "data/ETH-BTC_5m.csv",
+        "--grid", '{"fast": [5, 10], "slow": [30, 40]}', "--rank-by", "total_return_pct",
+        "--processes", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "4 runs of sma_cross, ranked by total_return_pct" in out
+    ranked = [line.split() for line in out.splitlines() if re.match(r"^\d+\s+\d", line)]
+    assert [r[0] for r in ranked] == ["1", "2", "3", "4"]
+    returns = [float(r[3]) for r in ranked]
+    assert returns == sorted(returns, reverse=True)
+    code, _, err = await ats(
+        "backtest", "--strategy", "sma_cross", "--data", "data/ETH-BTC_5m.csv",
+        "--grid", '{"nope": [1]}',
+    )  # fmt: skip
+    assert code == 2 and "nope" in err
