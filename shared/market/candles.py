@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 _TIMEFRAME = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Pure and called per candle (close times) and per decision (risk checks): cached.
+@lru_cache(maxsize=64)
 def timeframe_seconds(timeframe: str) -> int:
     """Length of a ccxt timeframe string in seconds: `"5m"` -> 300, `"1w"` -> 604800.
 
@@ -26,6 +29,7 @@ def timeframe_seconds(timeframe: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+@lru_cache(maxsize=64)
 def timeframe_delta(timeframe: str) -> timedelta:
     """`timeframe_seconds` as a `timedelta`."""
     return timedelta(seconds=timeframe_seconds(timeframe))

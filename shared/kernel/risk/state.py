@@ -42,11 +42,12 @@ def account_state(
         ClosedTrade(t.symbol, t.pnl, t.closed_at, t.stopped_out)
         for t in portfolio.closed_trades_since(now - lookback)
     )
+    exposure = portfolio.positions_value()
     return AccountState(
         account=portfolio.account,
         mode=mode,
         currency=portfolio.currency,
-        equity=portfolio.equity(),
+        equity=portfolio.cash + exposure,  # Portfolio.equity(), the sum taken once
         cash=portfolio.cash,
         positions=positions,
         peak_equity=portfolio.peak_equity,
@@ -56,5 +57,5 @@ def account_state(
         last_trade_at=dict(portfolio.last_trade_times),
         last_loss_at=portfolio.last_loss_at(),
         closed_trades=closed,
-        open_exposure=portfolio.positions_value(),
+        open_exposure=exposure,
     )
