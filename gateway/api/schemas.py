@@ -9,13 +9,14 @@ response model has a field for a trade account's credentials, so none can leak.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
     MISSING,
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -695,3 +696,183 @@ class BacktestPublic(BacktestSummary):
 class BacktestPage(_Output):
     items: list[BacktestSummary] = Field(description="Without `result`: get one for it.")
     next_after: NextCursor
+
+
+# --------------------------------------------------------------------------- LLM groups
+#
+# What the LLM trading groups stored: every model call with its tokens and cost, and
+# every discussion with its transcript. The gateway reads them. LLM cost is in USD,
+# priced from the groups' price table; trading PnL is in each account's currency. The
+# two are reported side by side, each with its unit, and never added.
+
+LlmUsageKey = Literal["trading_group", "model", "day", "member"]
+DiscussionStatus = Literal["running", "decided", "hold", "failed"]
+Usd = Annotated[Literal["USD"], Field(description="The currency of every LLM `cost`.")]
+UsdAmount = Annotated[Amount, Field(description="In USD, from the price table; exact.")]
+
+
+def _default_usage_keys() -> list[LlmUsageKey]:
+    return ["trading_group", "model", "day"]
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+class LlmUsageQuery(_Input):
+    group_by: Annotated[
+        list[LlmUsageKey], BeforeValidator(_comma_list), AfterValidator(_unique)
+    ] = Field(
+        default_factory=_default_usage_keys,
+        max_length=10,
+        description="Split the totals by these, sorted in this order: repeat it or list "
+        "them (`group_by=trading_group,day`). `day` is the UTC date. Empty "
+        "(`group_by=`): one total.",
+    )
+    trading_group: Filter = None
+    model: Filter = None
+    member: Filter = None
+    since: AwareDatetime | None = Field(
+        default=None, description="Only calls made at or after this (ISO 8601, with offset)."
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only calls made before this (ISO 8601, with offset)."
+    )
+
+
+class LlmCallsByStatus(_Output):
+    ok: int
+    invalid: int = Field(description="Answered, but the answer did not parse.")
+    error: int = Field(description="No answer: a timeout, a refusal, a 429 after retries.")
+
+
+class LlmTotals(_Output):
+    calls: int
+    calls_by_status: LlmCallsByStatus
+    tokens_in: int
+    tokens_out: int
+    cost: UsdAmount
+
+
+class LlmUsageGroup(LlmTotals):
+    trading_group: str | None = Field(description="null unless split by it.")
+    model: str | None = Field(description="null unless split by it.")
+    member: str | None = Field(description="null unless split by it.")
+    day: date | None = Field(description="The UTC date; null unless split by it.")
+
+
+class LlmUsageReport(_Output):
+    group_by: list[LlmUsageKey]
+    currency: Usd
+    items: list[LlmUsageGroup] = Field(description="Only groups with calls.")
+    total: LlmTotals = Field(description="All the calls the filters select.")
+
+
+class LlmSpend(_Output):
+    currency: Usd
+    today: LlmTotals = Field(description="Calls since midnight UTC.")
+    total: LlmTotals
+
+
+class AccountPnl(_Output):
+    account: str
+    currency: str | None = Field(
+        description="The account's currency, which its PnL is in (from its latest equity "
+        "snapshot); null before the first."
+    )
+    closed_trades: int = Field(description="Fills that closed (part of) a position.")
+    closed_trades_today: int
+    realized_pnl: Amount = Field(description="The sum of the group's fills' realized PnL.")
+    realized_pnl_today: Amount = Field(description="The same, of fills since midnight UTC.")
+
+
+class GroupTrading(_Output):
+    closed_trades: int = Field(description="On every account.")
+    closed_trades_today: int
+    accounts: list[AccountPnl] = Field(
+        description="Each account the group has fills on, by name: PnL stays per account, "
+        "in its currency."
+    )
+
+
+class GroupPerformance(_Output):
+    """A trading group's LLM spend beside its trading PnL: each in its own currency."""
+
+    trading_group: str
+    day_start: datetime = Field(description="Midnight UTC, where `today` starts.")
+    llm: LlmSpend
+    trading: GroupTrading
+
+
+class DiscussionQuery(_Input):
+    trading_group: Filter = None
+    symbol: Filter = None
+    status: DiscussionStatus | None = None
+    correlation_id: Filter = None
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Only discussions started at or after this (ISO 8601, with offset).",
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="Only discussions started before this (ISO 8601, with offset)."
+    )
+    after: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Cursor: the previous page's `next_after`, as it was given.",
+    )
+    limit: int = Field(default=100, ge=1, le=1_000)
+    order: Literal["asc", "desc"] = Field(default="asc", description="`desc`: newest first.")
+
+
+class DiscussionPublic(_Output):
+    id: str
+    trading_group: str
+    signal_id: str | None = Field(description="The signal event it discussed.")
+    decision_id: str | None = Field(description="The decision event it led to.")
+    correlation_id: str | None
+    symbol: str | None
+    status: str = Field(description="`running`, `decided`, `hold` or `failed`.")
+    action: str | None = Field(description="What was decided: `BUY`, `SELL`, `CLOSE`, `HOLD`.")
+    reason: str | None = Field(description="Why: the decision's reasoning, or why it held.")
+    tokens_in: int
+    tokens_out: int
+    cost: UsdAmount
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class DiscussionPage(_Output):
+    items: list[DiscussionPublic]
+    next_after: NextCursor
+
+
+class DiscussionMessagePublic(_Output):
+    seq: int
+    member: str
+    role: str
+    kind: str = Field(
+        description="`analysis`, `argument`, `proposal`, `risk`, `decision`, `note` or `error`."
+    )
+    content: str
+    data: dict[str, Any]
+    llm_call_id: int | None = Field(description="The LLM call that produced it.")
+    created_at: datetime
+
+
+class MemberLlmTotals(LlmTotals):
+    member: str
+
+
+class DiscussionLlmCalls(LlmTotals):
+    currency: Usd
+    by_member: list[MemberLlmTotals] = Field(description="By member name.")
+
+
+class DiscussionDetail(DiscussionPublic):
+    messages: list[DiscussionMessagePublic] = Field(description="In the order said (`seq`).")
+    signal: Event | None = Field(description="The signal event as stored; null if not stored.")
+    decision: Event | None = Field(
+        description="The decision event as stored; null if none or not stored."
+    )
+    llm_calls: DiscussionLlmCalls = Field(description="The calls made for this discussion.")

@@ -1,5 +1,5 @@
 """Storage operations: configuration, and the operator's reads of events, logs and
-what the execution service stored.
+what the execution service and the LLM trading groups stored.
 
 Keyword-only functions over one session. They flush but do not commit; the caller (a
 request) commits once, so a multi-step change (create a group and its subscriptions
@@ -8,16 +8,21 @@ and its token) is atomic. Update functions take `None` for "keep the stored valu
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import Context, Decimal, Inexact
+from functools import reduce
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Dialect,
     Numeric,
+    String,
+    TypeDecorator,
     and_,
+    case,
     cast,
     delete,
     func,
@@ -27,18 +32,24 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, defer
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from gateway.security import hash_token, new_token
 from shared.db.models import (
     BacktestRow,
     ClientCursor,
+    DiscussionMessageRow,
+    DiscussionRow,
     EquitySnapshotRow,
     EventRow,
     ExecutionServiceAccount,
     ExecutionServiceRow,
     FillRow,
     IncidentRow,
+    LlmCallRow,
     LogRow,
     OrderIntentRow,
     OrderRow,
@@ -1134,3 +1145,352 @@ async def fail_unfinished_backtests(
         update(BacktestRow).where(*conditions).values(status="failed", error=error, finished_at=at)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --------------------------------------------------------------------------- LLM groups
+#
+# The LLM trading groups write these tables (every model call, every discussion and its
+# transcript); the gateway only reads them.
+#
+# Sums of Money are exact on both databases. PostgreSQL sums NUMERIC exactly. SQLite
+# keeps Money as text, and SUM(CAST(cost AS NUMERIC)) there adds doubles (0.1 + 0.2 is
+# 0.30000000000000004; 18-decimal costs lose their last digits), so on SQLite the same
+# aggregate concatenates each group's values and Python adds them as Decimals. Either
+# way it is one GROUP BY query, and no row is fetched on its own.
+
+#: Wide enough for any sum of NUMERIC(38, 18) values; a rounding would raise, not pass.
+_SUM = Context(prec=100, traps=[Inexact])
+_ZERO = Decimal(0)
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """Add decimals without rounding (the default context keeps 28 digits)."""
+    return reduce(_SUM.add, values, _ZERO)
+
+
+def _plain(value: Decimal) -> Decimal:
+    # As Money reads a value back: 1.500000000000000000 -> 1.5, 0E-18 -> 0.
+    if value == value.to_integral():
+        return value.quantize(Decimal(1), context=_SUM)
+    return value.normalize(_SUM)
+
+
+class _ExactSumType(TypeDecorator[Decimal]):
+    """The result of `_ExactSum`: a NUMERIC sum, or SQLite's comma-joined values."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return _plain(exact_sum(Decimal(v) for v in value.split(",")))
+        return _plain(Decimal(value))
+
+
+class _ExactSum(FunctionElement[Decimal]):
+    """SUM of a Money expression, exact on both databases (see above); NULL if none."""
+
+    type = _ExactSumType()
+    name = "exact_sum"
+    inherit_cache = True
+
+
+@compiles(_ExactSum)
+def _exact_sum_sql(element: _ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"sum({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_ExactSum, "sqlite")
+def _exact_sum_sqlite(element: _ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
+    # Money text never holds a comma; group_concat skips NULLs as SUM does.
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+class _UtcDay(FunctionElement[str]):
+    """The UTC date of a UTCDateTime column as `YYYY-MM-DD` text."""
+
+    type = String()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(_UtcDay)
+def _utc_day_sql(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    # AT TIME ZONE: the date in UTC whatever the session's TimeZone setting.
+    return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+@compiles(_UtcDay, "sqlite")
+def _utc_day_sqlite(element: _UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite holds UTCDateTime as naive UTC text: its date part is the UTC date.
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+#: What LLM usage can be split by.
+LLM_USAGE_KEYS = ("trading_group", "model", "member", "day")
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsage:
+    """Totals of a set of LLM calls. A key is None when the totals are not split by it.
+
+    Attributes:
+        day: The UTC date of the calls, when split by day.
+        calls: Every call; `ok`, `invalid` and `error` count those of each status.
+        cost: Exact, in the price table's currency (USD).
+    """
+
+    trading_group: str | None = None
+    model: str | None = None
+    member: str | None = None
+    day: date | None = None
+    calls: int = 0
+    ok: int = 0
+    invalid: int = 0
+    error: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = _ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsageReport:
+    """LLM usage split into groups, and the total of all of them."""
+
+    groups: list[LlmUsage]
+    total: LlmUsage
+
+
+def _usage_total(groups: Sequence[LlmUsage]) -> LlmUsage:
+    return LlmUsage(
+        calls=sum(g.calls for g in groups),
+        ok=sum(g.ok for g in groups),
+        invalid=sum(g.invalid for g in groups),
+        error=sum(g.error for g in groups),
+        tokens_in=sum(g.tokens_in for g in groups),
+        tokens_out=sum(g.tokens_out for g in groups),
+        cost=_plain(exact_sum(g.cost for g in groups)),
+    )
+
+
+async def llm_usage(
+    *,
+    session: AsyncSession,
+    group_by: Sequence[str] = ("trading_group", "model", "day"),
+    trading_group: str | None = None,
+    model: str | None = None,
+    member: str | None = None,
+    discussion_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> LlmUsageReport:
+    """Calls, calls by status, tokens and cost, split by `group_by` (any of
+    `LLM_USAGE_KEYS`, in that order of sorting; none gives one group, or no group
+    without calls). One aggregate query; the total is added up from the groups.
+
+    `since` is inclusive and `until` exclusive, on the calls' `created_at`; `day` is
+    the UTC date of `created_at`.
+
+    Raises:
+        ValueError: a `group_by` key is not one of `LLM_USAGE_KEYS`.
+    """
+    columns: dict[str, ColumnElement[Any] | InstrumentedAttribute[Any]] = {
+        "trading_group": LlmCallRow.trading_group,
+        "model": LlmCallRow.model,
+        "member": LlmCallRow.member,
+        "day": _UtcDay(LlmCallRow.created_at),
+    }
+    unknown = [k for k in group_by if k not in columns]
+    if unknown:
+        raise ValueError(f"cannot group LLM usage by {unknown}: use {list(LLM_USAGE_KEYS)}")
+    keys = list(dict.fromkeys(group_by))
+    conditions = _equal(
+        (LlmCallRow.trading_group, trading_group),
+        (LlmCallRow.model, model),
+        (LlmCallRow.member, member),
+        (LlmCallRow.discussion_id, discussion_id),
+    )
+    if since is not None:
+        conditions.append(LlmCallRow.created_at >= since)
+    if until is not None:
+        conditions.append(LlmCallRow.created_at < until)
+    # count(CASE WHEN ... THEN id END) counts the matching rows; it needs no typed
+    # literal, which PostgreSQL could not infer inside sum().
+    by_status = [
+        func.count(case((LlmCallRow.status == s, LlmCallRow.id)))
+        for s in ("ok", "invalid", "error")
+    ]
+    query = select(
+        *(columns[k] for k in keys),
+        func.count(LlmCallRow.id),
+        *by_status,
+        func.coalesce(func.sum(LlmCallRow.tokens_in), 0),
+        func.coalesce(func.sum(LlmCallRow.tokens_out), 0),
+        _ExactSum(LlmCallRow.cost),
+    ).where(*conditions)
+    if keys:
+        grouped = [columns[k] for k in keys]
+        query = query.group_by(*grouped).order_by(*grouped)
+    groups: list[LlmUsage] = []
+    for row in await session.execute(query):
+        named = dict(zip(keys, row[: len(keys)], strict=True))
+        calls, ok, invalid, error, tokens_in, tokens_out, cost = row[len(keys) :]
+        if not calls:
+            continue  # no group by and no call: the aggregate's one row is empty
+        day = named.pop("day", None)
+        groups.append(
+            LlmUsage(
+                **named,
+                day=date.fromisoformat(day) if day is not None else None,
+                calls=calls,
+                ok=ok,
+                invalid=invalid,
+                error=error,
+                tokens_in=int(tokens_in),
+                tokens_out=int(tokens_out),
+                cost=cost if cost is not None else _ZERO,
+            )
+        )
+    return LlmUsageReport(groups=groups, total=_usage_total(groups))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPnl:
+    """What a trading group's fills realized on one account, in that account's currency.
+
+    Attributes:
+        currency: From the account's latest equity snapshot; None before the first.
+        closed_trades: Fills that closed (part of) a position, as the portfolio counts
+            closed trades: those with a `realized_pnl`.
+    """
+
+    account: str
+    currency: str | None
+    closed_trades: int
+    closed_trades_today: int
+    realized_pnl: Decimal
+    realized_pnl_today: Decimal
+
+
+async def group_realized_pnl(
+    *, session: AsyncSession, trading_group: str, day_start: datetime
+) -> list[AccountPnl]:
+    """The realized PnL and closed trades of a group's fills, per account (by name),
+    in total and since `day_start`; every account the group has a fill on."""
+    today = FillRow.at >= day_start
+    rows = (
+        await session.execute(
+            select(
+                FillRow.account,
+                func.count(FillRow.realized_pnl),
+                func.count(case((today, FillRow.realized_pnl))),
+                _ExactSum(FillRow.realized_pnl),
+                _ExactSum(case((today, FillRow.realized_pnl))),
+            )
+            .where(FillRow.trading_group == trading_group)
+            .group_by(FillRow.account)
+            .order_by(FillRow.account)
+        )
+    ).all()
+    accounts = [account for account, *_ in rows]
+    latest = (
+        select(func.max(EquitySnapshotRow.id))
+        .where(EquitySnapshotRow.account.in_(accounts))
+        .group_by(EquitySnapshotRow.account)
+    )
+    currencies: dict[str, str] = {
+        account: currency
+        for account, currency in await session.execute(
+            select(EquitySnapshotRow.account, EquitySnapshotRow.currency).where(
+                EquitySnapshotRow.id.in_(latest)
+            )
+        )
+    }
+    return [
+        AccountPnl(
+            account=account,
+            currency=currencies.get(account),
+            closed_trades=closed,
+            closed_trades_today=closed_today,
+            realized_pnl=pnl if pnl is not None else _ZERO,
+            realized_pnl_today=pnl_today if pnl_today is not None else _ZERO,
+        )
+        for account, closed, closed_today, pnl, pnl_today in rows
+    ]
+
+
+async def list_discussions(
+    *,
+    session: AsyncSession,
+    trading_group: str | None = None,
+    symbol: str | None = None,
+    status: str | None = None,
+    correlation_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 100,
+    descending: bool = False,
+) -> list[DiscussionRow]:
+    """Discussions in `(started_at, id)` order, from just past the `after` key; their
+    ids are UUIDs, so the page key is the pair. `since`/`until` on `started_at`."""
+    at, id_ = DiscussionRow.started_at, DiscussionRow.id
+    conditions = _equal(
+        (DiscussionRow.trading_group, trading_group),
+        (DiscussionRow.symbol, symbol),
+        (DiscussionRow.status, status),
+        (DiscussionRow.correlation_id, correlation_id),
+    )
+    if since is not None:
+        conditions.append(at >= since)
+    if until is not None:
+        conditions.append(at < until)
+    if after is not None:
+        key_at, key_id = after
+        if descending:
+            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
+        else:
+            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
+    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    rows = await session.scalars(
+        select(DiscussionRow).where(*conditions).order_by(*order).limit(limit)
+    )
+    return list(rows)
+
+
+async def get_discussion(*, session: AsyncSession, discussion_id: str) -> DiscussionRow:
+    row = await session.get(DiscussionRow, discussion_id)
+    if row is None:
+        raise NotFound("discussion", [discussion_id])
+    return row
+
+
+async def discussion_messages(
+    *, session: AsyncSession, discussion_id: str
+) -> list[DiscussionMessageRow]:
+    """A discussion's messages in the order they were said (`seq`)."""
+    rows = await session.scalars(
+        select(DiscussionMessageRow)
+        .where(DiscussionMessageRow.discussion_id == discussion_id)
+        .order_by(DiscussionMessageRow.seq)
+    )
+    return list(rows)
+
+
+async def events_by_id(
+    *, session: AsyncSession, ids: Collection[str]
+) -> dict[str, tuple[int, str]]:
+    """`id -> (seq, body)` of the stored events among `ids`; unknown ids are left out."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(EventRow.id, EventRow.seq, EventRow.body).where(EventRow.id.in_(sorted(ids)))
+    )
+    return {event_id: (seq, body) for event_id, seq, body in rows}

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from gateway.api.deps import APIKeyDep
 from gateway.api.routes import (
     backtests,
+    discussions,
     equity,
     events,
     execution_services,
@@ -12,8 +13,10 @@ from gateway.api.routes import (
     health,
     incidents,
     intents,
+    llm_usage,
     logs,
     orders,
+    performance,
     positions,
     strategies,
     trade_accounts,
@@ -42,5 +45,8 @@ for _resource in (
     incidents,
     equity,
     backtests,
+    llm_usage,
+    performance,
+    discussions,
 ):
     api_router.include_router(_resource.router)
