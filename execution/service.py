@@ -110,6 +110,9 @@ class Account:
     orders: dict[str, Order] = field(default_factory=dict)
     meta: dict[str, OrderMeta] = field(default_factory=dict)
     exits: dict[str, tuple[Decimal | None, Decimal | None]] = field(default_factory=dict)
+    #: Per symbol, the group (and intent) whose entry opened the position: its
+    #: protective exits are that group's orders and are announced to it.
+    owners: dict[str, OrderMeta] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_snapshot: datetime | None = None
 
@@ -234,6 +237,7 @@ class ExecutionService:
         for row in await self.store.positions(name):
             if row.quantity:
                 account.exits[row.symbol] = (row.stop_loss, row.take_profit)
+                account.owners[row.symbol] = OrderMeta(None, row.trading_group)
         account.halted = await self.store.open_incidents(name) > 0
         await self._snapshot(account, force=True)
         log.info(
@@ -465,6 +469,7 @@ class ExecutionService:
         )
         if intent.is_entry:
             account.exits[payload.symbol] = (payload.stop_loss, payload.take_profit)
+            account.owners[payload.symbol] = OrderMeta(intent_id, group)
         await self._submit(account, order, OrderMeta(intent_id, group))
 
     # ------------------------------------------------------------------ orders
@@ -773,7 +778,7 @@ class ExecutionService:
                 leg=leg,
                 decision_id=str(decision),
             )
-            await self._submit(account, order, OrderMeta(None, None))
+            await self._submit(account, order, account.owners.get(symbol, OrderMeta(None, None)))
 
     async def _snapshot(self, account: Account, *, force: bool = False) -> None:
         now = datetime.now(UTC)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from execution.service import ExecutionService
 from execution.settings import ExecutionSettings
@@ -114,6 +115,7 @@ async def open_desk(
     exchange: str = "paper",
     mode: str = "paper",
     settings: dict[str, Any] | None = None,
+    credentials: dict[str, str] | None = None,
 ) -> tuple[Desk, Any]:
     async with gateway.state.sessionmaker() as s:
         _, group_token = await crud.create_trading_group(
@@ -126,6 +128,9 @@ async def open_desk(
             mode=mode,
             trading_groups=["desk"],
             config=account_config,
+            credentials_encrypted=(
+                gateway.state.credentials.seal(credentials) if credentials else None
+            ),
         )
         _, exe_token = await crud.create_execution_service(
             session=s, name="exe", trade_accounts=["acct"]
@@ -135,7 +140,12 @@ async def open_desk(
     engine = create_engine(database.url, schema=database.schema)
     store = ExecutionStore(engine)
     exe_settings = ExecutionSettings(
-        data_dir=data_dir, sync_interval=0.05, order_timeout=2.0, **(settings or {})
+        data_dir=data_dir,
+        # The gateway's key opens the credentials it sealed.
+        secret_key=SecretStr(gateway.state.settings.resolve_secret_key()),
+        sync_interval=0.05,
+        order_timeout=2.0,
+        **(settings or {}),
     )
     exe = GatewayClient(gateway.ws_url, token=exe_token)
     service = ExecutionService(exe, store, exe_settings)
