@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from fastapi.websockets import WebSocket
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.api.routes import api_router, ops_router
+from gateway.api.deps import APIKeyDep
+from gateway.api.routes import api_router, candles, connections, ops_router, stream
 from gateway.backtests import BacktestRunner
+from gateway.dashboard import mount_dashboard
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from gateway.ws.hub import Hub
@@ -94,6 +96,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(ops_router)
     app.include_router(api_router, prefix="/api/v1")
+    # What the operator dashboard reads besides the resources: the live stream, who is
+    # connected, candles for its charts.
+    for extra in (stream, connections, candles):
+        app.include_router(extra.router, prefix="/api/v1", dependencies=[APIKeyDep])
+    mount_dashboard(app)
 
     @app.websocket("/ws/events")
     async def ws_events(websocket: WebSocket) -> None:

@@ -36,6 +36,7 @@ from gateway.ws.persist import (
     frame_with_seq,
 )
 from gateway.ws.routing import Forbidden, RoutingTable, load_routing, principal
+from gateway.ws.taps import OperatorTap
 from shared.db.models import (
     ClientCursor,
     EventRow,
@@ -148,6 +149,8 @@ class Hub:
         self.sessionmaker = sessionmaker
         self.metrics = metrics
         self.sessions: dict[str, Session] = {}
+        # Operator streams (`/api/v1/stream`): read-only, fed after commit, never awaited.
+        self.taps: set[OperatorTap] = set()
         self.routing = RoutingTable()
         self.persister = Persister(
             engine,
@@ -171,6 +174,8 @@ class Hub:
         self._accepting = False
         for s in list(self.sessions.values()):
             s.close(GOING_AWAY, "gateway shutting down")
+        for tap in list(self.taps):
+            tap.close("gateway shutting down")
         if self.sessions:
             self._all_closed.clear()
             with contextlib.suppress(TimeoutError):
@@ -248,6 +253,7 @@ class Hub:
         dispatched: list[int] = []
         sessions = self.sessions
         frames_out = self.metrics.frames_out
+        taps = self.taps
         for e, seq in zip(events, seqs, strict=True):
             text = frame_with_seq(seq, e.body)
             n = 0
@@ -258,6 +264,8 @@ class Hub:
             if n:
                 frames_out.labels(e.category).inc(n)
             dispatched.append(n)
+            for tap in taps:
+                tap.push_event(seq, e.category, e.source, e.symbol, text)
         return dispatched
 
     # ------------------------------------------------------------------ sessions
@@ -590,6 +598,8 @@ class Hub:
                         {"kind": "ack", "ok": True, "message": "accepted", "id": log_id}
                     ).decode()
                 )
+                for tap in self.taps:
+                    tap.log_committed(frame.code, s.key)
 
         fut.add_done_callback(done)
         self.persister.submit_log(
