@@ -90,3 +90,23 @@ class ClientSettings(CommonSettings):
     trigger_token: SecretStr | None = None
     trading_group_token: SecretStr | None = None
     execution_token: SecretStr | None = None
+
+
+class LLMSettings(ClientSettings):
+    """A service that asks language models: the OpenAI-compatible endpoint and the
+    models of each tier (`ATS_LLM_BASE_URL`, `ATS_LLM_MODEL` for the cheap tier,
+    `ATS_LLM_STRONG_MODEL` for the strong one, `ATS_LLM_API_KEY`).
+
+    Nothing LLM-based starts without `llm_base_url`: the platform is offline by default.
+    """
+
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_strong_model: str | None = Field(
+        default=None, description="The strong tier's model; default: llm_model."
+    )
+    llm_api_key: SecretStr | None = None
+
+    @property
+    def strong_model(self) -> str | None:
+        return self.llm_strong_model or self.llm_model
