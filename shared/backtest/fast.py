@@ -141,32 +141,52 @@ def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
     return cast(Callable[..., Any], numba.njit(cache=True, nogil=True)(function))
 
 
-def _means_by_integers(x: Floats, n: int, out: Floats) -> bool:
-    """Rolling means of `n` with an exact int64 window sum, rounded once to a float
-    (int64 -> float64 rounds to nearest, ties to even, as `math.fsum` does). False,
-    touching nothing, when the closes do not fit: then `_means_by_partials`."""
-    m = len(x)
-    low = 1 << 30
-    high = 0.0
-    for v in x:
-        if not math.isfinite(v) or v == 0.0:
-            return False
-        ex = math.frexp(v)[1] - 53  # v is an integer multiple of 2**ex
-        low = min(low, ex)
-        high = max(high, abs(v))
-    if low < -1000 or math.ldexp(high, -low) * n >= 4.0e18:
-        return False
-    scaled = np.empty(m, np.int64)
-    for i in range(m):
-        scaled[i] = np.int64(math.ldexp(x[i], -low))
+def _scaling(x: Floats) -> tuple[int, int, npt.NDArray[np.int64]]:
+    """The closes as exact integers: (e, bits, x / 2**e as int64), `e` the exponent of
+    the smallest unit in the last place among them and `bits` the width of the
+    largest. (0, 64, empty) when they do not all fit in 62 bits (a zero, a subnormal,
+    an infinity, or magnitudes too far apart): then the sums take the partials.
+    Each is below 2**bits, so a sum of k of them below 2**(bits + k.bit_length())."""
+    words = x.view(np.int64)
+    low, high = 1 << 30, -1
+    for w in words:
+        e = (w >> 52) & 0x7FF
+        if e == 0 or e == 0x7FF:
+            return 0, 64, np.empty(0, np.int64)
+        low, high = min(low, e), max(high, e)
+    bits = high - low + 53
+    if low - 1075 < -1000 or bits > 62:
+        return 0, 64, np.empty(0, np.int64)
+    scaled = np.empty(len(x), np.int64)
+    for i in range(len(x)):
+        w = words[i]
+        v = ((w & 0xFFFFFFFFFFFFF) | 0x10000000000000) << (((w >> 52) & 0x7FF) - low)
+        scaled[i] = -v if w < 0 else v
+    return low - 1075, bits, scaled
+
+
+def _means_by_integers(scaled: npt.NDArray[np.int64], exponent: int, n: int, out: Floats) -> None:
+    """Rolling means of `n`: the window's exact int64 sum, rounded once to a float
+    (int64 -> float64 rounds to nearest, ties to even, as `math.fsum` does), scaled
+    back by a power of two (exact), divided by `n` as the window divides."""
+    unit = math.ldexp(1.0, exponent)
     total = np.int64(0)
-    for i in range(m):
+    for i in range(len(scaled)):
         total += scaled[i]
         if i >= n:
             total -= scaled[i - n]
         if i >= n - 1:
-            out[i] = math.ldexp(float(total), low) / n
-    return True
+            out[i] = float(total) * unit / n
+
+
+def _fits(bits: int, n: int) -> bool:
+    """Whether a running sum of `n` integers below 2**bits fits in an int64: it holds
+    n + 1 of them for a moment (the new one in, before the oldest goes out)."""
+    count = n + 1
+    while count > 0:
+        bits += 1
+        count >>= 1
+    return bits <= 63
 
 
 def _grow(partials: Floats, count: int, x: float) -> int:
@@ -226,8 +246,12 @@ def _means_by_partials(x: Floats, n: int, out: Floats) -> None:
 
 def _means(x: Floats, n: int) -> Floats:
     out = np.full(len(x), np.nan)
-    if n <= len(x) and not _means_by_integers(x, n, out):
-        _means_by_partials(x, n, out)
+    if n <= len(x):
+        exponent, bits, scaled = _scaling(x)
+        if _fits(bits, n):
+            _means_by_integers(scaled, exponent, n, out)
+        else:
+            _means_by_partials(x, n, out)
     return out
 
 
@@ -249,7 +273,9 @@ def _curve(
     return out, held
 
 
+_scaling = _jit(_scaling)
 _means_by_integers = _jit(_means_by_integers)
+_fits = _jit(_fits)
 _grow = _jit(_grow)
 _round = _jit(_round)
 _means_by_partials = _jit(_means_by_partials)
@@ -269,6 +295,8 @@ def warm_up() -> float:
     x: Floats = np.linspace(1.0, 2.0, 64, dtype=np.float64)
     exact_means(x, 5)
     _means_by_partials(x, 5, np.empty(64))
+    _means_by_integers(_scaling(x)[2], 0, 5, np.empty(64))
+    _fits(55, 5)
     _curve(x, np.array([0], np.int64), np.array([1.0]), np.array([0.0]))
     return time.perf_counter() - started
 
@@ -291,6 +319,7 @@ class FastData:
     open_list: list[float] = field(repr=False)  # the same prices as Python floats
     close_list: list[float] = field(repr=False)
     _means: dict[int, Floats] = field(default_factory=dict, repr=False)
+    _scaled: tuple[int, int, npt.NDArray[np.int64]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_candles(cls, candles: Sequence[Candle]) -> FastData:
@@ -328,10 +357,20 @@ class FastData:
         )
 
     def sma(self, length: int) -> Floats:
-        """The SMA of the closes (NaN while warming up), computed once per length."""
+        """The SMA of the closes (NaN while warming up), computed once per length; the
+        closes are scaled to integers once for all lengths."""
         means = self._means.get(length)
         if means is None:
-            means = self._means[length] = exact_means(self.closes, length)
+            if self._scaled is None:
+                self._scaled = _scaling(self.closes)
+            exponent, bits, scaled = self._scaled
+            means = np.full(len(self.closes), np.nan)
+            if length <= len(means):
+                if _fits(bits, length):
+                    _means_by_integers(scaled, exponent, length, means)
+                else:
+                    _means_by_partials(self.closes, length, means)
+            self._means[length] = means
         return means
 
 

@@ -259,3 +259,17 @@ def test_exact_means_is_fsum_over_n_where_the_sum_is_hard() -> None:
 def test_exact_means_shorter_than_the_window_is_all_nan() -> None:
     assert np.isnan(exact_means([1.0, 2.0], 3)).all()
     assert exact_means([], 3).size == 0
+
+
+def test_exact_means_at_the_edge_of_the_integer_sum() -> None:
+    # The largest and the finest values three binades apart (55-bit integers): the
+    # running sum of n + 1 of them fits an int64 up to n = 254, then the partials.
+    top, fine = math.nextafter(8.0, 0.0), math.nextafter(1.0, 2.0)
+    values = [top if i % 3 else fine for i in range(2000)]
+    data = FastData.from_candles(shipped("ETH-BTC", 1))  # for its cache, replaced below
+    data.closes = np.array(values)
+    data._means.clear()
+    for n in (126, 127, 128, 253, 254, 255, 256, 600):
+        want = _fsum_means(values, n)
+        _same_bits(exact_means(values, n), want)
+        _same_bits(data.sma(n), want)
