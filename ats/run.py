@@ -76,6 +76,38 @@ DEMO_GROUPS = (
 )
 
 
+#: The LLM demo group: a team of LLM agents on the SMA-cross signals of LTC/BTC. It
+#: starts only when an endpoint is configured (ATS_LLM_BASE_URL and ATS_LLM_MODEL):
+#: offline by default, and never spending without being asked to.
+DEMO_LLM_GROUP = "demo-llm"
+DEMO_LLM_TRIGGER = "macross-ltc"
+
+
+def demo_llm_config() -> dict[str, Any]:
+    """One debate round, a single risk manager, and a small daily budget: the replay
+    raises signals far faster than a team can discuss them, and the budget, not the
+    data, should end the demo's spending."""
+    return {
+        "feeds": {t.symbol: f"csv:{DATA / t.csv}" for t in DEMO_TRIGGERS},
+        "debate_rounds": 1,
+        "risk_mode": "single",
+        "budgets": {"daily_tokens": 200_000, "daily_cost": "0.50"},
+    }
+
+
+def llm_demo_skipped() -> str | None:
+    """Why the LLM demo group does not start (from the ATS_LLM_* environment), or
+    None when it does."""
+    from shared.config import LLMSettings
+
+    settings = LLMSettings()
+    if not settings.llm_base_url:
+        return "set ATS_LLM_BASE_URL (and ATS_LLM_MODEL) to an OpenAI-compatible endpoint"
+    if not settings.llm_model:
+        return "set ATS_LLM_MODEL to a model at ATS_LLM_BASE_URL"
+    return None
+
+
 #: The execution service that trades the demo groups' decisions on a paper account.
 DEMO_EXECUTION = "demo-execution"
 #: Each run trades on a fresh paper account named `demo-paper-<id epoch>`.
@@ -125,6 +157,7 @@ class Supervisor:
         api_key: str,
         console: Console,
         speed: float = REPLAY_SPEED,
+        llm: bool | None = None,
     ) -> None:
         self.base = f"http://{host}:{port}"
         self.ws_url = f"ws://{host}:{port}/ws/events"
@@ -134,6 +167,8 @@ class Supervisor:
         self.api_key = api_key
         self.console = console
         self.speed = speed
+        # Whether the LLM demo group runs; by default, when an endpoint is configured.
+        self.llm = llm if llm is not None else llm_demo_skipped() is None
         self.children: list[Child] = []
         self.account = ""  # this run's paper account, named once provisioned
         self._candles: dict[str, str] = {}  # decision id -> its candle, for order lines
@@ -225,8 +260,38 @@ class Supervisor:
                     "config": {**g.config(), "id_epoch": epoch},
                 },
             )
+        await self._provision_llm_group(http, epoch, tokens)
         tokens[DEMO_EXECUTION] = await self._provision_account(http, epoch)
         return tokens
+
+    async def _provision_llm_group(
+        self, http: httpx.AsyncClient, epoch: str, tokens: dict[str, str]
+    ) -> None:
+        """Create the LLM demo group afresh when it runs; delete it when it does not.
+
+        Afresh, because a new group's replay starts at the newest event: an LLM group
+        re-created each run discusses this run's signals, not a backlog of earlier
+        runs' (which would be paid for). Its discussions and calls stay in the tables.
+        """
+        gone = await http.delete(f"/api/v1/trading-groups/{DEMO_LLM_GROUP}")
+        if gone.status_code not in (204, 404):
+            raise RuntimeError(f"deleting trading group {DEMO_LLM_GROUP!r} failed: {gone.text}")
+        if not self.llm:
+            return
+        tokens[DEMO_LLM_GROUP] = await _create_or_rotate(
+            http,
+            "trading-groups",
+            {
+                "name": DEMO_LLM_GROUP,
+                "kind": "llm",
+                "triggers": [DEMO_LLM_TRIGGER],
+                "config": {**demo_llm_config(), "id_epoch": epoch},
+            },
+        )
+
+    def group_names(self) -> list[str]:
+        """The demo groups this run starts (and binds to its paper account)."""
+        return [g.name for g in DEMO_GROUPS] + ([DEMO_LLM_GROUP] if self.llm else [])
 
     async def _provision_account(self, http: httpx.AsyncClient, epoch: str) -> str:
         """A fresh paper account for this run, served by the demo execution service;
@@ -248,7 +313,7 @@ class Supervisor:
                 "exchange": "paper",
                 "mode": "paper",
                 "config": demo_account_config(),
-                "trading_groups": [g.name for g in DEMO_GROUPS],
+                "trading_groups": self.group_names(),
             },
         )
         if r.status_code != 201 and r.status_code != 409:  # 409: a restart within a second
@@ -289,6 +354,11 @@ class Supervisor:
             await self._spawn(
                 Child(g.name, argv, self._env(ATS_TRADING_GROUP_TOKEN=tokens[g.name]))
             )
+        if self.llm:
+            # The team, budgets and feeds come from its REST config; the endpoint and
+            # models from ATS_LLM_*, which the environment passes on.
+            env = self._env(ATS_TRADING_GROUP_TOKEN=tokens[DEMO_LLM_GROUP])
+            await self._spawn(Child(DEMO_LLM_GROUP, [ATS, "group", "llm"], env))
 
     async def start_triggers(self, tokens: dict[str, str]) -> None:
         for t in DEMO_TRIGGERS:
@@ -359,12 +429,22 @@ class Supervisor:
                 await self.start_execution(tokens)
                 await self.start_groups(tokens)
                 await self.start_triggers(tokens)
-                names = [DEMO_EXECUTION]
-                names += [g.name for g in DEMO_GROUPS] + [t.name for t in DEMO_TRIGGERS]
+                names = [DEMO_EXECUTION, *self.group_names()] + [t.name for t in DEMO_TRIGGERS]
                 self.console.print(
                     f"running: gateway, {', '.join(names)} "
                     f"(logs in {self.logs}); Ctrl-C stops everything"
                 )
+                if self.llm:
+                    self.console.print(
+                        f"llm      {DEMO_LLM_GROUP} discusses the {DEMO_LLM_TRIGGER} signals "
+                        "(GET /api/v1/logs?code=TRADING_GROUP_DISCUSSION_LOG)",
+                        highlight=False,
+                    )
+                else:
+                    self.console.print(
+                        f"llm      {DEMO_LLM_GROUP} skipped: {llm_demo_skipped()}",
+                        highlight=False,
+                    )
                 self.console.print(
                     f"trading  on the paper account {self.account} "
                     f"(GET /api/v1/orders, /api/v1/positions)",

@@ -15,7 +15,7 @@ import pytest
 
 from execution.settings import ExecutionSettings
 from gateway.settings import GatewaySettings
-from shared.config import ClientSettings
+from shared.config import ClientSettings, LLMSettings
 from triggers.news.cli import NewsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,7 @@ def settings() -> set[str]:
         *GatewaySettings.model_fields,
         *ClientSettings.model_fields,
         *NewsSettings.model_fields,
+        *LLMSettings.model_fields,
         *ExecutionSettings.model_fields,
     }
     return {f"ATS_{name.upper()}" for name in fields}
