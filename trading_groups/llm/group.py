@@ -197,12 +197,19 @@ class LLMGroup:
             ValueError: the group's config is invalid (and no earlier one was valid).
         """
         if self._config is None:
-            self._apply(self.client.config.get("config") or {})
+            self._apply(self.client.config)
         assert self._config is not None
         return self._config
 
-    def _apply(self, raw: Mapping[str, Any]) -> LLMGroupConfig:
-        config = parse_config(raw)
+    def _apply(self, view: Mapping[str, Any]) -> LLMGroupConfig:
+        """Apply the group's configuration as the gateway sends it (name, kind, config)."""
+        kind = view.get("kind")
+        if kind not in (None, "llm"):
+            raise ValueError(
+                f"this group is of kind {kind!r}, not 'llm': run `ats group {kind}` for it, "
+                'or set its kind to "llm"'
+            )
+        config = parse_config(view.get("config") or {})
         team = [
             resolve_member(m, config.defaults, self.settings, self.environ) for m in config.members
         ]
@@ -216,10 +223,9 @@ class LLMGroup:
     async def on_config_update(self, event: ConfigUpdateEvent) -> None:
         """A new config from the operator: applied between discussions, or refused
         (the one in force stays) with the reason."""
-        raw = event.payload.config.get("config") or {}
         async with self._lock:
             try:
-                config = self._apply(raw)
+                config = self._apply(event.payload.config)
             except ValueError as e:
                 await self._log(
                     f"config update refused, keeping the current one: {e}",

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from shared.events import Action
 
 Point = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Price = Annotated[Decimal, Field(gt=0, max_digits=38, decimal_places=18)]
+#: A price or a quantity: positive, exact, within the `Money` columns' digits.
+Positive = Annotated[Decimal, Field(gt=0, max_digits=38, decimal_places=18)]
 
 
 class _Answer(BaseModel):
@@ -70,11 +71,12 @@ class Proposal(_Answer):
     action: Action = Field(description="BUY, SELL, CLOSE or HOLD.")
     confidence: float = Field(ge=0, le=1)
     reasoning: str = Field(min_length=1, max_length=3_000)
-    entry: Price | None = Field(default=None, description="Entry price; null: the last close.")
-    stop_loss: Price | None = None
-    take_profit: Price | None = None
-    size_hint: Annotated[Decimal, Field(ge=0, le=1)] | None = Field(
-        default=None, description="Fraction of the usual position size, 0..1; null: the usual."
+    entry: Positive | None = Field(default=None, description="Entry price; null: the last close.")
+    stop_loss: Positive | None = None
+    take_profit: Positive | None = None
+    size_hint: Positive | None = Field(
+        default=None,
+        description="At most this quantity of the base asset; null: the account's sizing.",
     )
 
     @field_validator("action", mode="before")
@@ -95,10 +97,10 @@ class RiskVerdict(_Answer):
     verdict: Verdict = Field(description="approve, adjust (with new values) or reject.")
     reasoning: str = Field(min_length=1, max_length=3_000)
     confidence: float | None = Field(default=None, ge=0, le=1, description="With adjust.")
-    stop_loss: Price | None = Field(default=None, description="With adjust.")
-    take_profit: Price | None = Field(default=None, description="With adjust.")
-    size_hint: Annotated[Decimal, Field(ge=0, le=1)] | None = Field(
-        default=None, description="With adjust: fraction of the usual size, 0..1."
+    stop_loss: Positive | None = Field(default=None, description="With adjust.")
+    take_profit: Positive | None = Field(default=None, description="With adjust.")
+    size_hint: Positive | None = Field(
+        default=None, description="With adjust: at most this quantity of the base asset."
     )
 
     @field_validator("verdict", mode="before")

@@ -152,6 +152,21 @@ async def test_llm_group_budget_stops_calls_at_the_limit_exactly(llm_group: Make
     assert len(await setup.logs("LLM_BUDGET_EXCEEDED")) == 2
     assert decisions(setup) == []
 
+    # A config the group cannot use is refused, the budget in force kept; a higher
+    # budget applies at once, without a restart.
+    base = {"feeds": {"ETH/BTC": "csv:data/ETH-BTC_5m.csv"}, "prices": PRICES}
+    async with setup.gateway.api() as api:
+        bad = {"config": {**base, "budgets": {"daily_tokens": "plenty"}}}
+        assert (await api.patch(f"/api/v1/trading-groups/{GROUP}", json=bad)).status_code == 200
+        (refused,) = await eventually(lambda: setup.logs("CONFIG_REJECTED"), timeout=30)
+        assert "budgets.daily_tokens" in refused["message"]
+        more = {"config": {**base, "budgets": {"daily_tokens": 10_000_000}}}
+        assert (await api.patch(f"/api/v1/trading-groups/{GROUP}", json=more)).status_code == 200
+        await eventually(lambda: setup.logs("CONFIG_APPLIED"), timeout=30)
+    third = await setup.signal(2)
+    assert (await setup.finished(third["id"])).status == "decided"
+    assert len(decisions(setup)) == 1
+
 
 async def test_llm_group_malformed_answer_is_retried_once_with_the_error_then_holds(
     llm_group: MakeSetup,
