@@ -1,11 +1,11 @@
-# One command surface: run, test, lint, types, bench, up, lock.
+# One command surface: run, test, lint, types, bench, up, lock, dashboard.
 # Every target bootstraps .venv itself from the pinned requirements.lock.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types bench up down lock schema clean venv
+.PHONY: run test lint types bench up down lock schema clean venv browser dashboard
 
 venv: $(STAMP)
 
@@ -22,8 +22,27 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/ats run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The dashboard's end-to-end tests drive the system Chromium (Debian's package) with
+# Playwright; Playwright's own browser download is not used. Idempotent: finds it
+# ($$ATS_CHROMIUM, chromium on PATH) or, as root with apt-get, installs it.
+browser:
+	@if [ -n "$$ATS_CHROMIUM" ] && [ -x "$$ATS_CHROMIUM" ]; then exit 0; fi; \
+	if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the dashboard tests (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || { echo "could not install chromium with apt-get: install it, or set ATS_CHROMIUM=/path/to/chromium" >&2; exit 1; }; \
+	else \
+	  echo "chromium not found: install it (apt-get install chromium) or set ATS_CHROMIUM=/path/to/chromium" >&2; exit 1; \
+	fi
+
+# Rebuild the operator dashboard into gateway/static/dashboard/ (committed, so `make
+# run` needs no Node). Needs Node >= 20.19 and npm.
+dashboard:
+	cd dashboard && npm ci --no-audit --no-fund && npm run build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +60,7 @@ schema: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/gateway.py $(BENCH_ARGS)
 	$(BIN)/python bench/indicators.py
+	$(BIN)/python bench/backtest.py
 
 up:
 	docker compose up --build
