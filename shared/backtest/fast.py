@@ -30,17 +30,18 @@ Two things are computed differently, on purpose:
 * **The equity curve** of candles with a position open is `cash + quantity x close`
   in floats, within a few units in the last place of the event engine's `Decimal`
   sum (flat candles, trades and the final equity are exact). `exact_curve=True`
-  computes it in `Decimal` like the event engine, at about 0.5 µs per held candle.
+  computes it in `Decimal` like the event engine, at about 1 µs per held candle.
 
 Cost (docs/PERFORMANCE.md has the measurements): the first call in a process loads
-the compiled functions from numba's cache (`cache=True`; the first call ever compiles
-them, a few seconds). Then a run over `FastData` (the candles as arrays, loaded
-once; SMAs computed once per length) costs about 17 ms per SMA and 60 ms of equity
-curve per million candles, and 14 µs per round trip: the exact `Decimal` books of a
-trade, its prices read as written (`Decimal(repr(x))`, 1.3 µs each), sizing, fees
-and its `TradeRecord`. So SMA(10)/SMA(30) on a 1-minute random walk (a trade every
-50 candles) runs at about 2.5 M candles/s, SMA(50)/SMA(200) (one every 300) at 7 M/s,
-10 M/s in a sweep whose SMAs are already computed.
+the compiled functions from numba's cache (`cache=True`, about 0.4 s; the first call
+ever compiles them, a few seconds). Then a run over `FastData` (the candles as
+arrays, loaded once; each SMA length computed once) costs, per million candles,
+about 1.5 ms per SMA (25 ms when the window's sum needs the partials), 10 ms to find
+the crosses and 60 ms for the equity curve as a list of floats; and 14 µs per round
+trip: the exact `Decimal` books of a trade, its prices read as written
+(`Decimal(repr(x))`, 1.3 µs each), sizing, fees and its `TradeRecord`. So
+SMA(10)/SMA(30) on a 1-minute random walk (a trade every 50 candles) runs at about
+3 M candles/s, SMA(50)/SMA(200) (one every 300) at 10 M/s.
 """
 
 from __future__ import annotations
