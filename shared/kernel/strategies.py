@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.events import Action
 from shared.kernel.strategy import Context, Decision, Strategy, StrategyParams, register_strategy
@@ -36,12 +36,17 @@ def crossed_below(a0: float | None, b0: float | None, a1: float | None, b1: floa
 
 
 class AtrStop(StrategyParams):
+    # Strict like the JSON rules that embed it: "7" is not a number.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
     kind: Literal["atr"]
     multiple: float = Field(gt=0, le=50)
     length: int = Field(default=14, ge=1, le=500)
 
 
 class PctStop(StrategyParams):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
     kind: Literal["pct"]
     value: float = Field(gt=0, lt=1, description="Fraction of the entry price, e.g. 0.02.")
 
