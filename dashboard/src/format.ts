@@ -48,7 +48,7 @@ export function summary(e: EventFrame): string {
     case "signal":
       return [e.title, str("direction"), str("signal_type")].filter(Boolean).join(" · ");
     case "decision":
-      return [str("action"), p.confidence !== undefined ? `conf ${str("confidence")}` : "", str("reasoning")]
+      return [str("action"), typeof p.confidence === "number" ? `conf ${p.confidence.toFixed(2)}` : "", str("reasoning")]
         .filter(Boolean)
         .join(" · ");
     case "order":

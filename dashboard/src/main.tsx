@@ -5,6 +5,7 @@ import { ApiError, clearKey, get, getKey, onUnauthorized, setKey } from "./api";
 import { Backtests } from "./pages/backtests";
 import { Chain } from "./pages/chain";
 import { Config } from "./pages/config";
+import { Discussions } from "./pages/discussions";
 import { Overview } from "./pages/overview";
 import { Stream } from "./pages/stream";
 import { Trading } from "./pages/trading";
@@ -14,6 +15,7 @@ import "./style.css";
 const PAGES: [string, string][] = [
   ["overview", "Overview"],
   ["stream", "Live stream"],
+  ["discussions", "Discussions"],
   ["trading", "Orders & positions"],
   ["backtests", "Backtests"],
   ["config", "Configuration"],
@@ -118,10 +120,11 @@ function App() {
         {page === "overview" && <Overview />}
         {page === "stream" && <Stream />}
         {page === "chain" && <Chain correlationId={rest.join("/")} />}
+        {page === "discussions" && <Discussions selected={rest[0]} />}
         {page === "trading" && <Trading />}
         {page === "backtests" && <Backtests selected={rest[0]} />}
         {page === "config" && <Config tab={rest[0] ?? "triggers"} />}
-        {!["overview", "stream", "chain", "trading", "backtests", "config"].includes(page) && (
+        {!["overview", "stream", "chain", "discussions", "trading", "backtests", "config"].includes(page) && (
           <p>
             No page <code>{page}</code>: pick one above.
           </p>

@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,14 @@ from tests.gateway.api.test_execution_resources import (
     positions,
     store,
 )
+from tests.gateway.api.test_llm_resources import (
+    DISCUSSION_IDS,
+    T0,
+    call,
+    discussion,
+    message,
+)
+from tests.gateway.ws.wsclient import RawClient, decision, signal
 
 CHROMIUM = os.environ.get("ATS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ATS_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "dashboard"
@@ -241,6 +251,16 @@ async def test_dashboard_creates_trigger_and_group_then_follows_a_live_chain(
     await expect(page.get_by_test_id("component-trading_group:momentum")).to_contain_text("online")
     await expect(page.get_by_test_id("component-trigger:sma-eth")).to_contain_text("trigger")
     await shot(page, "07-overview-live")
+    # The group's decisions on the candles of the feed it reads.
+    await go(page, "#/trading")
+    chart = page.get_by_test_id("group-chart")
+    await chart.locator("select[name=chart-group]").select_option("momentum")
+    await chart.locator("select[name=chart-symbol]").select_option("ETH/BTC")
+    candles = chart.get_by_test_id("candle-chart")
+    await expect(candles.locator("canvas").first).to_be_visible()
+    assert int(await candles.get_attribute("data-markers") or 0) > 0
+    await candles.scroll_into_view_if_needed()
+    await shot(page, "08-trading-entries-exits")
     assert await asyncio.wait_for(asyncio.to_thread(trigger.wait), 90 * TIMEOUT_FACTOR) == 0
     group.terminate()
     await asyncio.wait_for(asyncio.to_thread(group.wait), 30)
@@ -268,7 +288,7 @@ async def test_dashboard_shows_api_errors_in_place_and_in_the_banner(
     banner = page.get_by_test_id("error-banner")
     await expect(banner).to_contain_text("409")
     await expect(banner).to_contain_text("taken")
-    await shot(page, "08-api-error")
+    await shot(page, "09-api-error")
     # A key that stops working signs the operator out, saying why.
     await page.evaluate("sessionStorage.setItem('ats.apiKey', 'revoked-key')")
     await page.reload()
@@ -301,7 +321,7 @@ async def test_dashboard_trading_page_lists_positions_orders_rejections_and_ackn
     await incident.get_by_role("button", name="Acknowledge").click()
     await expect(incident).to_contain_text("checked with the exchange")
     await expect(incident).to_contain_text("acknowledged")
-    await shot(page, "09-trading")
+    await shot(page, "10-trading")
     async with gateway.api() as api:
         body = (await api.get("/api/v1/incidents/1")).json()
     assert body["status"] == "acknowledged" and body["closed_note"] == "checked with the exchange"
@@ -350,7 +370,7 @@ async def test_dashboard_runs_a_backtest_shows_its_charts_and_compares_runs(
         stored = (await api.get(f"/api/v1/backtests/{first}")).json()
     trades = stored["metrics"]["trades"]
     await expect(detail.get_by_test_id("backtest-metrics")).to_contain_text(str(trades))
-    await shot(page, "10-backtest")
+    await shot(page, "11-backtest")
 
     second = await _run_backtest(page, {"fast": 5, "slow": 20})
     runs = page.get_by_test_id("backtest-runs")
@@ -364,4 +384,62 @@ async def test_dashboard_runs_a_backtest_shows_its_charts_and_compares_runs(
     await expect(table.locator("thead th")).to_have_count(3)
     await expect(table).to_contain_text("Sharpe")
     await expect(page.get_by_test_id("compare-chart").locator("canvas").first).to_be_visible()
-    await shot(page, "11-backtest-compare")
+    await shot(page, "12-backtest-compare")
+
+
+# --------------------------------------------------------------------------- discussions
+
+
+@sqlite_only
+async def test_dashboard_shows_a_discussion_transcript_with_its_decision_and_cost(
+    page: Page, gateway: Gateway
+) -> None:
+    t1 = await gateway.add_trigger("t1")
+    g1 = await gateway.add_group("g1", ["t1"])
+    trigger = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t1)
+    group = await RawClient.connect(gateway.ws_url, param="trading_group_token", token=g1)
+    trace = {"correlation_id": "c-1", "causation_id": None}
+    sent = await trigger.request({**signal("BTC/USDT", rsi=27.5), "trace": trace})
+    decided = await group.request(
+        {**decision(), "trace": {"correlation_id": "c-1", "causation_id": sent["id"]}}
+    )
+    await trigger.close()
+    await group.close()
+    d1 = DISCUSSION_IDS[0]
+    await store(
+        gateway,
+        [
+            discussion(1, signal_id=sent["id"], decision_id=decided["id"], correlation_id="c-1",
+                       action="BUY", reason="RSI oversold, bull case holds", tokens_in=1_100,
+                       tokens_out=110, cost=Decimal("0.3"), finished_at=T0 + timedelta(minutes=1)),
+            discussion(2, status="hold", action="HOLD", reason="daily cost budget reached"),
+            call(discussion_id=d1, member="technical", cost=Decimal("0.1")),
+            call(discussion_id=d1, member="trader", cost=Decimal("0.2"), tokens_in=1_000,
+                 tokens_out=100),
+            message(d1, 1, "technical", "analysis", content="RSI 27.5: oversold",
+                    data={"rsi": 27.5}, llm_call_id=1),
+            message(d1, 2, "bull", "argument", content="support held twice"),
+            message(d1, 3, "trader", "proposal", content="buy 0.1", llm_call_id=2),
+        ],
+    )  # fmt: skip
+    await sign_in(page)
+    await go(page, "#/discussions")
+    rows = page.get_by_test_id("discussion-row")
+    await expect(rows).to_have_count(2)
+    await shot(page, "13-discussions")
+    await rows.filter(has_text="RSI oversold").click()
+    messages = page.get_by_test_id("message")
+    await expect(messages).to_have_count(3)
+    await expect(messages.nth(0)).to_contain_text("RSI 27.5: oversold")
+    await expect(messages.nth(2)).to_contain_text("trader")
+    await expect(page.get_by_test_id("discussion-decision")).to_contain_text("BUY")
+    cost = page.get_by_test_id("discussion-cost")
+    await expect(cost).to_contain_text("0.3")
+    await expect(cost).to_contain_text("1100 / 110")
+    await shot(page, "14-discussion-transcript")
+    # Its chain lists it, with a way back to the transcript.
+    await page.get_by_role("link", name="its chain").click()
+    steps = page.get_by_test_id("chain-step")
+    await expect(steps.and_(page.locator("[data-kind=discussion]"))).to_have_count(1)
+    await expect(steps.and_(page.locator("[data-kind=signal]"))).to_have_count(1)
+    await expect(steps.and_(page.locator("[data-kind=decision]"))).to_have_count(1)

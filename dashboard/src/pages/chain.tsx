@@ -12,6 +12,7 @@ interface Step {
   source: string;
   body: Record<string, unknown> | string;
   id: string;
+  transcript?: boolean;
 }
 
 const RANK: Record<string, number> = { signal: 0, discussion: 1, decision: 2, intent: 3, order: 4, fill: 5, config_update: 6, log: 7 };
@@ -66,6 +67,7 @@ async function load(correlationId: string): Promise<Chain> {
       source: `trading_group:${String(d.trading_group ?? "")}`,
       body: d,
       id: String(d.id),
+      transcript: true,
     })),
     ...intents.items.map((i) => ({
       kind: "intent",
@@ -125,7 +127,15 @@ export function Chain(props: { correlationId: string }) {
               <span class="muted">{time(s.at)}</span>
               <span class="muted">{s.source}</span>
             </div>
-            <div class="chain-title">{s.title}</div>
+            <div class="chain-title">
+              {s.title}
+              {s.kind === "discussion" && s.transcript && (
+                <>
+                  {" "}
+                  · <a href={`#/discussions/${s.id}`}>transcript</a>
+                </>
+              )}
+            </div>
             <details>
               <summary>details</summary>
               <pre>{typeof s.body === "string" ? s.body : JSON.stringify(s.body, null, 2)}</pre>

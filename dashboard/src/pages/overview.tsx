@@ -3,7 +3,6 @@ import {
   get,
   type Connection,
   type EquitySummary,
-  type EventFrame,
   type ExecutionService,
   type LogItem,
   type Page,
@@ -11,8 +10,10 @@ import {
   type TradingGroup,
   type Trigger,
 } from "../api";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { openStream } from "../api";
 import { ago, dec, sign, time } from "../format";
-import { Badge, InlineError, Section, useLoad } from "../ui";
+import { Badge, InlineError, Section, showError, useLoad } from "../ui";
 
 interface Row {
   kind: "trigger" | "trading_group" | "execution";
@@ -25,28 +26,20 @@ interface Snapshot {
   rows: Row[];
   connected: Map<string, Connection>;
   heartbeats: Map<string, string>;
-  lastEvent: Map<string, string>;
-  perMinute: number;
-  perMinuteCapped: boolean;
   accounts: { account: TradeAccount; summary: EquitySummary | null }[];
 }
 
 async function snapshot(): Promise<Snapshot> {
-  const since = new Date(Date.now() - 60_000).toISOString();
-  const [triggers, groups, services, accounts, connections, beats, recent, latest] = await Promise.all([
+  const [triggers, groups, services, accounts, connections, beats] = await Promise.all([
     get<Trigger[]>("/triggers"),
     get<TradingGroup[]>("/trading-groups"),
     get<ExecutionService[]>("/execution-services"),
     get<TradeAccount[]>("/trade-accounts"),
     get<{ items: Connection[] }>("/connections"),
     get<Page<LogItem>>("/logs", { code: "TRIGGER_HEARTBEAT", order: "desc", limit: 500 }),
-    get<Page<EventFrame>>("/events", { since, limit: 1000 }),
-    get<Page<EventFrame>>("/events", { order: "desc", limit: 500 }),
   ]);
   const heartbeats = new Map<string, string>();
   for (const l of beats.items) if (!heartbeats.has(l.source)) heartbeats.set(l.source, l.ts);
-  const lastEvent = new Map<string, string>();
-  for (const e of latest.items) if (!lastEvent.has(e.source)) lastEvent.set(e.source, e.ts);
   const summaries = await Promise.all(
     accounts.map((a) =>
       get<{ summary: EquitySummary | null }>(`/accounts/${encodeURIComponent(a.name)}/equity`, {
@@ -72,17 +65,54 @@ async function snapshot(): Promise<Snapshot> {
     ],
     connected: new Map(connections.items.map((c) => [c.principal, c])),
     heartbeats,
-    lastEvent,
-    perMinute: recent.items.length,
-    perMinuteCapped: recent.next_after !== null,
     accounts: accounts.map((account, i) => ({ account, summary: summaries[i] })),
   };
 }
 
 const KIND_LABEL = { trigger: "trigger", trading_group: "trading group", execution: "execution" };
 
+/**
+ * Events as the gateway stores them, counted from the live stream: an event's own
+ * `ts` is its publisher's (a replayed signal carries its candle's time), so "per
+ * minute" and "last event" are measured on arrival, since this page opened.
+ */
+function useArrivals(): { perMinute: number; window: number; last: Map<string, number> } {
+  const opened = useRef(Date.now());
+  const buckets = useRef(new Map<number, number>()); // second -> events
+  const last = useRef(new Map<string, number>());
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const stop = openStream(
+      {},
+      {
+        event: (e) => {
+          const now = Date.now();
+          const second = Math.floor(now / 1000);
+          buckets.current.set(second, (buckets.current.get(second) ?? 0) + 1);
+          last.current.set(e.source, now);
+        },
+        error: showError,
+      },
+    );
+    const timer = setInterval(() => tick((n) => n + 1), 1000);
+    return () => {
+      stop();
+      clearInterval(timer);
+    };
+  }, []);
+  const now = Date.now();
+  const oldest = Math.floor(now / 1000) - 60;
+  let perMinute = 0;
+  for (const [second, n] of buckets.current) {
+    if (second <= oldest) buckets.current.delete(second);
+    else perMinute += n;
+  }
+  return { perMinute, window: Math.min(60, Math.round((now - opened.current) / 1000)), last: last.current };
+}
+
 export function Overview() {
   const { data, error } = useLoad(snapshot, [], 5000);
+  const arrivals = useArrivals();
   return (
     <>
       <InlineError error={error} />
@@ -90,11 +120,10 @@ export function Overview() {
         <>
           <div class="stats">
             <div class="stat" data-testid="stat-events-per-minute">
-              <span class="stat-value">
-                {data.perMinute}
-                {data.perMinuteCapped ? "+" : ""}
+              <span class="stat-value">{arrivals.perMinute}</span>
+              <span class="stat-label">
+                events stored in the last {arrivals.window < 60 ? `${arrivals.window} s (since this page opened)` : "minute"}
               </span>
-              <span class="stat-label">events in the last minute</span>
             </div>
             <div class="stat">
               <span class="stat-value">
@@ -115,7 +144,7 @@ export function Overview() {
                   <th>name</th>
                   <th>status</th>
                   <th>last heartbeat</th>
-                  <th>last event</th>
+                  <th title="since this page opened">last event stored</th>
                   <th>what</th>
                 </tr>
               </thead>
@@ -140,7 +169,7 @@ export function Overview() {
                         )}
                       </td>
                       <td title={time(beat)}>{r.kind === "trigger" ? ago(beat) : "—"}</td>
-                      <td title={time(data.lastEvent.get(key))}>{ago(data.lastEvent.get(key))}</td>
+                      <td>{arrivals.last.has(key) ? ago(new Date(arrivals.last.get(key)!).toISOString()) : "—"}</td>
                       <td class="muted">{r.detail}</td>
                     </tr>
                   );

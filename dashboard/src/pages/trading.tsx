@@ -76,7 +76,7 @@ function Orders() {
       id="orders"
       actions={
         <select value={status} onChange={(e) => setStatus((e.target as HTMLSelectElement).value)} aria-label="order status">
-          {["", "submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "expired", "ambiguous"].map((s) => (
+          {["", "submitted", "accepted", "partially_filled", "filled", "canceled", "rejected", "denied", "expired", "ambiguous"].map((s) => (
             <option key={s} value={s}>
               {s || "any status"}
             </option>
@@ -298,6 +298,7 @@ function Chart() {
       <div class="row">
         <Field label="trading group">
           <select
+            name="chart-group"
             value={name}
             onChange={(e) => {
               setName((e.target as HTMLSelectElement).value);
@@ -311,7 +312,7 @@ function Chart() {
           </select>
         </Field>
         <Field label="symbol" hint="from the group's csv feeds">
-          <select value={symbol} onChange={(e) => setSymbol((e.target as HTMLSelectElement).value)}>
+          <select name="chart-symbol" value={symbol} onChange={(e) => setSymbol((e.target as HTMLSelectElement).value)}>
             <option value="">choose…</option>
             {symbols.map((s) => (
               <option key={s}>{s}</option>
