@@ -443,3 +443,55 @@ async def test_dashboard_shows_a_discussion_transcript_with_its_decision_and_cos
     await expect(steps.and_(page.locator("[data-kind=discussion]"))).to_have_count(1)
     await expect(steps.and_(page.locator("[data-kind=signal]"))).to_have_count(1)
     await expect(steps.and_(page.locator("[data-kind=decision]"))).to_have_count(1)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@sqlite_only
+async def test_dashboard_keeps_credentials_write_only_and_rotates_and_revokes_tokens(
+    page: Page, gateway: Gateway
+) -> None:
+    secret = "s3cr3t-never-shown-again"
+    await gateway.add_trigger("rsi")
+    await gateway.add_group("momentum", ["rsi"])
+    await sign_in(page)
+    await go(page, "#/config/trade-accounts")
+    await page.get_by_test_id("new-trade-accounts").click()
+    editor = page.get_by_test_id("editor-trade-accounts")
+    await editor.get_by_label("name").fill("paper-1")
+    await editor.get_by_label("exchange").fill("paper")
+    await editor.get_by_test_id("checklist-trading_groups").get_by_label("momentum").check()
+    await editor.locator("textarea[name=credentials]").fill(
+        json.dumps({"apiKey": "k", "secret": secret})
+    )
+    await editor.get_by_role("button", name="Create").click()
+    row = page.get_by_test_id("row-trade-accounts-paper-1")
+    await expect(row).to_contain_text("stored")
+    await expect(row).to_contain_text("momentum")
+    # Editing shows that credentials exist, never what they are.
+    await row.get_by_role("button", name="Edit").click()
+    editor = page.get_by_test_id("editor-trade-accounts")
+    assert await editor.locator("textarea[name=credentials]").input_value() == ""
+    assert secret not in await page.content()
+    await shot(page, "15-config-accounts")
+    await editor.get_by_role("button", name="Cancel").click()
+
+    # Rotate shows a new token once; revoke marks it revoked and disconnects.
+    await go(page, "#/config/triggers")
+    row = page.get_by_test_id("row-triggers-rsi")
+    await row.get_by_role("button", name="Rotate token").click()
+    token = await page.get_by_test_id("token-value").input_value()
+    assert token.startswith("ats_trg_")
+    await page.get_by_role("button", name="I stored it").click()
+    await expect(page.get_by_test_id("token-box")).to_have_count(0)
+    await row.get_by_role("button", name="Revoke token").click()
+    await expect(row).to_contain_text("revoked")
+    await row.get_by_role("button", name="Delete").click()
+    await row.get_by_role("button", name="Confirm delete").click()
+    await expect(row).to_have_count(0)
+    async with gateway.api() as api:
+        accounts = (await api.get("/api/v1/trade-accounts")).json()
+        triggers = (await api.get("/api/v1/triggers")).json()
+    assert accounts[0]["has_credentials"] is True and secret not in json.dumps(accounts)
+    assert triggers == []
