@@ -738,6 +738,32 @@ def _equal(*pairs: tuple[InstrumentedAttribute[Any], object]) -> list[ColumnElem
     return [column == value for column, value in pairs if value is not None]
 
 
+def _time_keyset(
+    at: InstrumentedAttribute[datetime],
+    id_: InstrumentedAttribute[str],
+    conditions: list[ColumnElement[bool]],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    descending: bool = False,
+) -> tuple[Any, ...]:
+    """Keyset paging on `(at, id)`, for tables whose ids are UUIDs (which say nothing
+    of order): adds the window (`since` inclusive, `until` exclusive) and the
+    just-past-`after` condition to `conditions`, and returns the ORDER BY."""
+    if since is not None:
+        conditions.append(at >= since)
+    if until is not None:
+        conditions.append(at < until)
+    if after is not None:
+        key_at, key_id = after
+        if descending:
+            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
+        else:
+            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
+    return (at.desc(), id_.desc()) if descending else (at, id_)
+
+
 async def list_intents(
     *,
     session: AsyncSession,
@@ -767,17 +793,9 @@ async def list_intents(
         (OrderIntentRow.reason, reason),
         (OrderIntentRow.correlation_id, correlation_id),
     )
-    if since is not None:
-        conditions.append(at >= since)
-    if until is not None:
-        conditions.append(at < until)
-    if after is not None:
-        key_at, key_id = after
-        if descending:
-            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
-        else:
-            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
-    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    order = _time_keyset(
+        at, id_, conditions, since=since, until=until, after=after, descending=descending
+    )
     rows = await session.scalars(
         select(OrderIntentRow).where(*conditions).order_by(*order).limit(limit)
     )
@@ -1070,13 +1088,7 @@ async def list_backtests(
     """
     at, id_ = BacktestRow.created_at, BacktestRow.id
     conditions = _equal((BacktestRow.status, status))
-    if after is not None:
-        key_at, key_id = after
-        if descending:
-            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
-        else:
-            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
-    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    order = _time_keyset(at, id_, conditions, after=after, descending=descending)
     rows = await session.scalars(
         select(BacktestRow)
         .options(defer(BacktestRow.result, raiseload=True))
@@ -1448,17 +1460,9 @@ async def list_discussions(
         (DiscussionRow.status, status),
         (DiscussionRow.correlation_id, correlation_id),
     )
-    if since is not None:
-        conditions.append(at >= since)
-    if until is not None:
-        conditions.append(at < until)
-    if after is not None:
-        key_at, key_id = after
-        if descending:
-            conditions.append(or_(at < key_at, and_(at == key_at, id_ < key_id)))
-        else:
-            conditions.append(or_(at > key_at, and_(at == key_at, id_ > key_id)))
-    order = (at.desc(), id_.desc()) if descending else (at, id_)
+    order = _time_keyset(
+        at, id_, conditions, since=since, until=until, after=after, descending=descending
+    )
     rows = await session.scalars(
         select(DiscussionRow).where(*conditions).order_by(*order).limit(limit)
     )
