@@ -8,19 +8,16 @@ and its token) is atomic. Update functions take `None` for "keep the stored valu
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal, Inexact
-from functools import reduce
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Dialect,
     Numeric,
     String,
-    TypeDecorator,
     and_,
     case,
     cast,
@@ -60,6 +57,7 @@ from shared.db.models import (
     TradingGroupRow,
     TriggerRow,
 )
+from shared.db.money import exact_sum, money_sum, plain
 from shared.events import Role
 from shared.kernel.orders import WORKING, OrderStatus
 from shared.kernel.rules import dump_rules, parse_rules
@@ -1164,65 +1162,8 @@ async def fail_unfinished_backtests(
 # The LLM trading groups write these tables (every model call, every discussion and its
 # transcript); the gateway only reads them.
 #
-# Sums of Money are exact on both databases. PostgreSQL sums NUMERIC exactly. SQLite
-# keeps Money as text, and SUM(CAST(cost AS NUMERIC)) there adds doubles (0.1 + 0.2 is
-# 0.30000000000000004; 18-decimal costs lose their last digits), so on SQLite the same
-# aggregate concatenates each group's values and Python adds them as Decimals. Either
-# way it is one GROUP BY query, and no row is fetched on its own.
-
-#: Wide enough for any sum of NUMERIC(38, 18) values; a rounding would raise, not pass.
-_SUM = Context(prec=100, traps=[Inexact])
+# Sums of Money are exact on both databases (`shared.db.money`).
 _ZERO = Decimal(0)
-
-
-def exact_sum(values: Iterable[Decimal]) -> Decimal:
-    """Add decimals without rounding (the default context keeps 28 digits)."""
-    return reduce(_SUM.add, values, _ZERO)
-
-
-def _plain(value: Decimal) -> Decimal:
-    # As Money reads a value back: 1.500000000000000000 -> 1.5, 0E-18 -> 0.
-    if value == value.to_integral():
-        return value.quantize(Decimal(1), context=_SUM)
-    return value.normalize(_SUM)
-
-
-class _ExactSumType(TypeDecorator[Decimal]):
-    """The result of `_ExactSum`: a NUMERIC sum, or SQLite's comma-joined values."""
-
-    impl = Numeric
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String())
-        return dialect.type_descriptor(Numeric(asdecimal=True))
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return _plain(exact_sum(Decimal(v) for v in value.split(",")))
-        return _plain(Decimal(value))
-
-
-class _ExactSum(FunctionElement[Decimal]):
-    """SUM of a Money expression, exact on both databases (see above); NULL if none."""
-
-    type = _ExactSumType()
-    name = "exact_sum"
-    inherit_cache = True
-
-
-@compiles(_ExactSum)
-def _exact_sum_sql(element: _ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"sum({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_ExactSum, "sqlite")
-def _exact_sum_sqlite(element: _ExactSum, compiler: SQLCompiler, **kw: Any) -> str:
-    # Money text never holds a comma; group_concat skips NULLs as SUM does.
-    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
 
 
 class _UtcDay(FunctionElement[str]):
@@ -1288,7 +1229,7 @@ def _usage_total(groups: Sequence[LlmUsage]) -> LlmUsage:
         error=sum(g.error for g in groups),
         tokens_in=sum(g.tokens_in for g in groups),
         tokens_out=sum(g.tokens_out for g in groups),
-        cost=_plain(exact_sum(g.cost for g in groups)),
+        cost=plain(exact_sum(g.cost for g in groups)),
     )
 
 
@@ -1345,7 +1286,7 @@ async def llm_usage(
         *by_status,
         func.coalesce(func.sum(LlmCallRow.tokens_in), 0),
         func.coalesce(func.sum(LlmCallRow.tokens_out), 0),
-        _ExactSum(LlmCallRow.cost),
+        money_sum(LlmCallRow.cost),
     ).where(*conditions)
     if keys:
         grouped = [columns[k] for k in keys]
@@ -1403,8 +1344,8 @@ async def group_realized_pnl(
                 FillRow.account,
                 func.count(FillRow.realized_pnl),
                 func.count(case((today, FillRow.realized_pnl))),
-                _ExactSum(FillRow.realized_pnl),
-                _ExactSum(case((today, FillRow.realized_pnl))),
+                money_sum(FillRow.realized_pnl),
+                money_sum(case((today, FillRow.realized_pnl))),
             )
             .where(FillRow.trading_group == trading_group)
             .group_by(FillRow.account)

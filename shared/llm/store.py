@@ -13,64 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Context, Decimal, Inexact
-from functools import reduce
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Dialect, Numeric, String, TypeDecorator, case, func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from shared.db.models import DiscussionMessageRow, DiscussionRow, LlmCallRow, ReflectionRow
+from shared.db.money import money_sum
 from shared.llm.budget import Usage
 from shared.llm.client import ChatMessage
 
-#: Wide enough for any sum of NUMERIC(38, 18); an inexact sum raises rather than rounds.
-_SUM = Context(prec=100, traps=[Inexact])
 _ZERO = Decimal(0)
 
 #: What a discussion ends as. `decided`: a BUY, SELL or CLOSE was published;
 #: `hold`: the team chose not to trade; `failed`: it could not finish (a member's
 #: invalid output or failed call, the budget, an error), which is a HOLD too.
 FINISHED = ("decided", "hold", "failed")
-
-
-class _CostSumType(TypeDecorator[Decimal]):
-    impl = Numeric
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String())
-        return dialect.type_descriptor(Numeric(asdecimal=True))
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return reduce(_SUM.add, (Decimal(v) for v in value.split(",")), _ZERO)
-        return Decimal(value)
-
-
-class _CostSum(FunctionElement[Decimal]):
-    """SUM of a Money column, exact on both databases; NULL over no rows."""
-
-    type = _CostSumType()
-    name = "cost_sum"
-    inherit_cache = True
-
-
-@compiles(_CostSum)
-def _cost_sum(element: _CostSum, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"sum({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_CostSum, "sqlite")
-def _cost_sum_sqlite(element: _CostSum, compiler: SQLCompiler, **kw: Any) -> str:
-    # Money is decimal text on SQLite, never with a comma.
-    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
 
 
 class LlmStore:
@@ -87,7 +46,7 @@ class LlmStore:
                 await s.execute(
                     select(
                         func.coalesce(func.sum(LlmCallRow.tokens_in + LlmCallRow.tokens_out), 0),
-                        _CostSum(LlmCallRow.cost),
+                        money_sum(LlmCallRow.cost),
                     ).where(LlmCallRow.trading_group == group, LlmCallRow.created_at >= since)
                 )
             ).one()
