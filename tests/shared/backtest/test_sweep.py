@@ -119,7 +119,7 @@ def test_rank_orders_best_first_with_none_and_failures_last() -> None:
 # --------------------------------------------------------------------------- running
 
 
-def test_sweep_rows_equal_single_runs_and_run_in_several_processes(
+def test_sweep_rows_equal_single_runs_and_run_in_worker_processes(
     template: BacktestRequest,
 ) -> None:
     calls: list[tuple[int, int]] = []
@@ -146,8 +146,10 @@ def test_sweep_rows_equal_single_runs_and_run_in_several_processes(
         assert row.metric("trades") == len(alone.trades) > 0
     returns = [r.metric("total_return_pct") for r in rows]
     assert returns == sorted(returns, key=lambda v: -float(v or 0))
+    # In the pool's workers, not here. How the pool spreads four short runs over its
+    # two workers is the scheduler's business (one may take all four under load).
     pids = {r.pid for r in rows}
-    assert len(pids) == 2 and os.getpid() not in pids
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
 
 
 def test_sweep_one_process_runs_here_with_the_same_rows(template: BacktestRequest) -> None:
