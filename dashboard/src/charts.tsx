@@ -35,9 +35,11 @@ function base(container: HTMLElement, height: number): IChartApi {
   return createChart(container, {
     autoSize: true,
     height,
-    layout: { background: { type: ColorType.Solid, color: "#ffffff" }, textColor: "#1f2937", attributionLogo: false },
+    // The logo links to TradingView, as the library's license asks (see the footer).
+    layout: { background: { type: ColorType.Solid, color: "#ffffff" }, textColor: "#1f2937", attributionLogo: true },
     grid: { vertLines: { color: "#eef0f3" }, horzLines: { color: "#eef0f3" } },
-    timeScale: { timeVisible: true, secondsVisible: false },
+    // Small bars allowed, so fitContent shows a whole run (thousands of candles).
+    timeScale: { timeVisible: true, secondsVisible: false, minBarSpacing: 0.05 },
     rightPriceScale: { borderVisible: false },
   });
 }
@@ -99,7 +101,7 @@ export function LineChart(props: { lines: Line[]; height?: number; testid?: stri
     props.lines.forEach((line, i) => {
       const color = line.color ?? PALETTE[i % PALETTE.length];
       const format = props.percent
-        ? { type: "percent" as const, precision: 2, minMove: 0.01 }
+        ? { type: "custom" as const, minMove: 0.01, formatter: (v: number) => `${v.toFixed(2)} %` }
         : { type: "price" as const, precision: 2, minMove: 0.01 };
       const series = props.area
         ? chart.addSeries(AreaSeries, {

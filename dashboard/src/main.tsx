@@ -130,6 +130,13 @@ function App() {
           </p>
         )}
       </main>
+      <footer class="footer muted">
+        Charts by TradingView Lightweight Charts™ (Copyright © 2025 TradingView, Inc.,{" "}
+        <a href="https://www.tradingview.com/" rel="noreferrer" target="_blank">
+          tradingview.com
+        </a>
+        , Apache-2.0).
+      </footer>
     </div>
   );
 }

@@ -78,6 +78,11 @@ async def page(browser: Browser, gateway: Gateway) -> AsyncIterator[Page]:
     pg.set_default_timeout(WAIT)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # Anything the page tried to load from elsewhere (a CDN, a font) breaks its policy.
+    pg.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     try:
         yield pg
     finally:
