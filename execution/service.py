@@ -567,7 +567,7 @@ class ExecutionService:
             )
             fills = [synthetic] if synthetic is not None else []
         if report.exchange_order_id and not order.exchange_order_id:
-            order = transition_safe(order, report.exchange_order_id)
+            order = replace(order, exchange_order_id=report.exchange_order_id)
         for fill in fills:
             error = account.portfolio.can_apply(fill)
             if error is not None:
@@ -979,11 +979,6 @@ class ExecutionService:
             await self.client.log(message, level=level, code=code, data=data)
         except (AckTimeout, Unavailable) as e:
             log.warning("log_not_sent", code=code, error=repr(e))
-
-
-def transition_safe(order: Order, exchange_order_id: str) -> Order:
-    """The order with the exchange's id recorded (not a status change)."""
-    return replace(order, exchange_order_id=exchange_order_id)
 
 
 def _side(action: Action) -> OrderSide:

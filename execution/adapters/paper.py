@@ -126,7 +126,6 @@ class PaperAdapter(ExchangeAdapter):
         self._balances: dict[str, Decimal] = {k: Decimal(str(v)) for k, v in start.items()}
         self._orders: dict[str, Order] = {}
         self._fills: dict[str, list[Fill]] = {}
-        self._parents: dict[str, str] = {}
         self._markets = {s: _Market(s, f) for s, f in (feeds or self._feeds_from(spec)).items()}
         state = config.get("state_file")
         self._state_file = Path(state) if state else None
@@ -251,7 +250,7 @@ class PaperAdapter(ExchangeAdapter):
         working = self._working(candle.symbol)
         groups: dict[str, list[Order]] = {}
         for order in working:
-            parent = self._parents.get(order.client_order_id)
+            parent = order.parent_id
             if parent is None:
                 fill = simulate(order, candle, self.fill_model)
                 if fill is not None:
@@ -367,8 +366,6 @@ class PaperAdapter(ExchangeAdapter):
             order = transition(order, OrderStatus.SUBMITTED, at=now)
             order = transition(order, OrderStatus.ACCEPTED, at=now)
             self._orders[order.client_order_id] = order
-            if request.parent_id is not None:
-                self._parents[order.client_order_id] = request.parent_id
             if market.head is not None and market.head.open_time <= now:
                 self._fill_market_orders(market.head)
             self._save_state()
@@ -392,8 +389,7 @@ class PaperAdapter(ExchangeAdapter):
                     (
                         o.remaining
                         for o in self._working(order.symbol)
-                        if o.side is OrderSide.SELL
-                        and self._parents.get(o.client_order_id) != order.parent_id
+                        if o.side is OrderSide.SELL and o.parent_id != order.parent_id
                     ),
                     ZERO,
                 )
@@ -511,9 +507,7 @@ class PaperAdapter(ExchangeAdapter):
             "last_price": {
                 s: str(m.last_price) for s, m in self._markets.items() if m.last_price is not None
             },
-            "orders": [
-                _order_json(o, self._parents.get(o.client_order_id)) for o in self._orders.values()
-            ],
+            "orders": [_order_json(o) for o in self._orders.values()],
             "fills": [_fill_json(f) for fills in self._fills.values() for f in fills],
         }
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -534,10 +528,8 @@ class PaperAdapter(ExchangeAdapter):
             if symbol in self._markets:
                 self._markets[symbol].last_price = Decimal(price)
         for data in state.get("orders", []):
-            order, parent = _order_from_json(data)
+            order = _order_from_json(data)
             self._orders[order.client_order_id] = order
-            if parent is not None:
-                self._parents[order.client_order_id] = parent
         for data in state.get("fills", []):
             fill = _fill_from_json(data)
             self._fills.setdefault(fill.client_order_id, []).append(fill)
@@ -548,7 +540,7 @@ def _currencies(symbol: str) -> tuple[str, str]:
     return base, quote.split(":")[0]
 
 
-def _order_json(order: Order, parent: str | None) -> dict[str, Any]:
+def _order_json(order: Order) -> dict[str, Any]:
     def s(v: Any) -> Any:
         if v is None:
             return None
@@ -571,7 +563,7 @@ def _order_json(order: Order, parent: str | None) -> dict[str, Any]:
         "fees": str(order.fees),
         "updated_at": s(order.updated_at),
         "leg": order.leg.value,
-        "parent_id": parent,
+        "parent_id": order.parent_id,
         "exchange_order_id": order.exchange_order_id,
         "reason": order.reason,
         "not_before": s(order.not_before),
@@ -580,7 +572,7 @@ def _order_json(order: Order, parent: str | None) -> dict[str, Any]:
     }
 
 
-def _order_from_json(d: Mapping[str, Any]) -> tuple[Order, str | None]:
+def _order_from_json(d: Mapping[str, Any]) -> Order:
     def dec(v: Any) -> Decimal | None:
         return Decimal(v) if v is not None else None
 
@@ -613,7 +605,7 @@ def _order_from_json(d: Mapping[str, Any]) -> tuple[Order, str | None]:
         not_before=dt(d["not_before"]),
         fill_ids=frozenset(d["fill_ids"]),
     )
-    return order, d["parent_id"]
+    return order
 
 
 def _fill_json(fill: Fill) -> dict[str, Any]:
