@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings
 
 from execution.settings import ExecutionSettings
 from gateway.settings import GatewaySettings
-from shared.config import ClientSettings
+from shared.config import ClientSettings, LLMSettings
 from shared.kernel.strategy import create_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +37,10 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "trigger": ClientSettings,
     "group": ClientSettings,
     "execution": ExecutionSettings,
+}
+#: Sub-commands that read a wider settings class than their command's.
+SETTINGS_OF_SUBCOMMAND: dict[tuple[str, str], type[BaseSettings]] = {
+    ("group", "llm"): LLMSettings,
 }
 
 _VAR = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\}")
@@ -77,7 +81,16 @@ def trigger_services() -> dict[str, dict[str, Any]]:
 
 
 def group_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in our_services().items() if svc["command"][0] == "group"}
+    """The algorithmic groups (`ats group algo`)."""
+    return {
+        name: svc for name, svc in our_services().items() if svc["command"][:2] == ["group", "algo"]
+    }
+
+
+def llm_group_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: svc for name, svc in our_services().items() if svc["command"][:2] == ["group", "llm"]
+    }
 
 
 def execution_services() -> dict[str, dict[str, Any]]:
@@ -148,7 +161,7 @@ def settings_class(command: list[str]) -> type[BaseSettings]:
     assert command[0] in SETTINGS_OF_COMMAND, (
         f"no settings class known for `ats {command[0]}`: add it to SETTINGS_OF_COMMAND"
     )
-    return SETTINGS_OF_COMMAND[command[0]]
+    return SETTINGS_OF_SUBCOMMAND.get(tuple(command[:2]), SETTINGS_OF_COMMAND[command[0]])
 
 
 def setting_names(cls: type[BaseSettings]) -> set[str]:
@@ -327,6 +340,10 @@ def test_compose_trigger_tokens_are_not_required_to_start_the_gateway() -> None:
     for name, svc in execution_services().items():
         assert "execution" in svc.get("profiles", []), f"{name}: put it in the execution profile"
         assert interpolate(svc["environment"]["ATS_EXECUTION_TOKEN"], {}) == ""
+    for name, svc in llm_group_services().items():
+        # Not in `groups`: it needs a model endpoint and spends money, so it is asked for.
+        assert svc.get("profiles") == ["llm"], f"{name}: put it in the llm profile alone"
+        assert interpolate(svc["environment"]["ATS_TRADING_GROUP_TOKEN"], {}) == ""
 
 
 # --------------------------------------------------------------------------- compose: groups
@@ -363,6 +380,30 @@ def test_compose_group_feeds_are_shipped_files_mounted_read_only() -> None:
             symbol, _, spec = feed.partition("=")
             assert symbol and spec.startswith("csv:/"), f"{name}: {feed} is not SYMBOL=csv:/PATH"
             assert_read_only_file(name, svc, spec.removeprefix("csv:"))
+
+
+def test_compose_llm_group_records_in_the_gateways_database_and_is_offline_by_default() -> None:
+    gateway = compose()["services"]["gateway"]["environment"]
+    services = llm_group_services()
+    secrets = {"ATS_API_KEY": "k" * 43, "ATS_SECRET_KEY": Fernet.generate_key().decode()}
+
+    assert services, "no service runs `ats group llm`"
+    for name, svc in services.items():
+        env = svc["environment"]
+        # Its calls, discussions and reflections are what /llm-usage and /discussions read.
+        assert interpolate(env["ATS_DATABASE_URL"], secrets) == interpolate(
+            gateway["ATS_DATABASE_URL"], secrets
+        ), name
+        # No endpoint unless the operator gives one: the group exits 2 rather than call out.
+        settings = LLMSettings.model_validate(
+            {k[4:].lower(): interpolate(str(v), {}) for k, v in env.items() if k != "ATS_API_KEY"}
+        )
+        assert not settings.llm_base_url and not settings.llm_api_key, name
+        assert interpolate(env["ATS_LLM_BASE_URL"], {"ATS_LLM_BASE_URL": "http://x/v1"}) == (
+            "http://x/v1"
+        )
+        # Its feeds come from the REST config as csv:/app/data/... paths.
+        assert_read_only_file(name, svc, "/app/data/LTC-BTC_5m.csv")
 
 
 # --------------------------------------------------------------------------- compose: execution
