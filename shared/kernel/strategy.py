@@ -188,12 +188,18 @@ def strategy_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
-    """Build a registered strategy; an unknown name or bad params raise ValueError."""
+def strategy_class(name: str) -> type[Strategy]:
+    """The registered strategy class `name`; an unknown name raises ValueError."""
     _load_builtins()
     cls = _REGISTRY.get(name)
     if cls is None:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return cls
+
+
+def create_strategy(name: str, params: Mapping[str, Any] | None = None) -> Strategy:
+    """Build a registered strategy; an unknown name or bad params raise ValueError."""
+    cls = strategy_class(name)
     try:
         parsed = cls.Params.model_validate(dict(params or {}))
     except ValidationError as e:

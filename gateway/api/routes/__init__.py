@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from gateway.api.deps import APIKeyDep
 from gateway.api.routes import (
     backtests,
+    catalog,
     discussions,
     equity,
     events,
@@ -48,5 +49,6 @@ for _resource in (
     llm_usage,
     performance,
     discussions,
+    catalog,
 ):
     api_router.include_router(_resource.router)

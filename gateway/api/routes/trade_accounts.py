@@ -17,6 +17,7 @@ from gateway.api.routes._common import (
     given,
     storage_errors,
 )
+from gateway.api.routes.catalog import check_account_config
 from gateway.api.schemas import TradeAccountCreate, TradeAccountPublic, TradeAccountUpdate
 from gateway.db import crud
 from shared.db.models import TradeAccountRow
@@ -48,7 +49,9 @@ async def _public(
 async def create_trade_account(
     body: TradeAccountCreate, session: SessionDep, hub: HubDep, state: StateDep
 ) -> TradeAccountPublic:
-    """Create an account bound to `trading_groups`; naming an unknown group is a 422."""
+    """Create an account bound to `trading_groups`; naming an unknown group, or risk
+    limits (`config.risk`) their model refuses, is a 422."""
+    check_account_config(body.config)
     sealed = state.credentials.seal(body.credentials) if body.credentials is not None else None
     with storage_errors():
         row = await crud.create_trade_account(
@@ -82,6 +85,8 @@ async def update_trade_account(
     """Change the given fields; `trading_groups` replaces the bindings, `credentials`
     replaces the keys (null removes them). Its execution service gets a `config_update`."""
     row = await get_or_404(session, TradeAccountRow, name)
+    if (config := given(body.config)) is not None:
+        check_account_config(config)
     credentials = given(body.credentials)
     with storage_errors():
         await crud.update_trade_account(

@@ -19,6 +19,7 @@ from gateway.api.routes._common import (
     renamed,
     storage_errors,
 )
+from gateway.api.routes.catalog import check_group_config
 from gateway.api.schemas import (
     TradingGroupCreate,
     TradingGroupCreated,
@@ -57,7 +58,9 @@ async def create_trading_group(
     body: TradingGroupCreate, session: SessionDep, hub: HubDep
 ) -> TradingGroupCreated:
     """Create a group subscribed to `triggers`; the response carries its token, shown
-    this once. Naming an unknown trigger is a 422."""
+    this once. Naming an unknown trigger, an unknown strategy, or params or risk
+    limits its model refuses is a 422."""
+    check_group_config(body.kind, body.config)
     with storage_errors():
         row, token = await crud.create_trading_group(
             session=session,
@@ -91,6 +94,9 @@ async def update_trading_group(
     config. Routing follows at once and a connected group gets a `config_update`; a
     renamed one is closed (1012) to reconnect under its new name."""
     row = await get_or_404(session, TradingGroupRow, name)
+    kind, config = given(body.kind), given(body.config)
+    if kind is not None or config is not None:
+        check_group_config(kind or row.kind, row.config if config is None else config)
     with storage_errors():
         await crud.update_trading_group(
             session=session,

@@ -52,7 +52,9 @@ async def published(gateway: Gateway, api: httpx.AsyncClient) -> RawClient:
     for i in range(3):
         frame = {**signal("ETH/USDT", n=i), "ts": f"2026-01-02T00:00:0{i}Z"}
         assert (await trig2.request(frame))["ok"] is True
-    r = await api.patch("/api/v1/trading-groups/g1", json={"config": {"risk": 1}})
+    r = await api.patch(
+        "/api/v1/trading-groups/g1", json={"config": {"risk": {"min_confidence": 0.5}}}
+    )
     assert r.status_code == 200, r.text
     await eventually(lambda: len(group.events) == 9)
     await trig1.close()
