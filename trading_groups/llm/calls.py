@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 import httpx
 from pydantic import BaseModel
@@ -50,6 +51,22 @@ class Tally:
 class Answered:
     value: BaseModel
     call_id: int
+
+
+class Asker(Protocol):
+    """What a discussion calls its members through: the live `Ledger`, or a backtest's
+    (`trading_groups.llm.backtest.RunLedger`)."""
+
+    async def ask(
+        self,
+        member: Member,
+        messages: Sequence[ChatMessage],
+        schema: type[BaseModel],
+        *,
+        tally: Tally | None = None,
+        discussion_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Answered: ...
 
 
 class Ledger:

@@ -55,7 +55,7 @@ from shared.llm.store import FINISHED, LlmStore
 from shared.logging import get_logger
 from shared.market.candles import Candle
 from shared.market.feeds import parse_feed_spec
-from shared.market.indicators import IndicatorWindow, parse_indicator_spec
+from shared.market.indicators import IndicatorWindow
 from shared.sdk import AckTimeout, GatewayClient, GatewayError, Unavailable
 from trading_groups.llm.calls import Ledger, MemberFailed
 from trading_groups.llm.config import (
@@ -72,7 +72,15 @@ from trading_groups.llm.memory import (
     recall,
     template_reflection,
 )
-from trading_groups.llm.prompts import REFLECTION_PROMPT, Brief, clip, messages, system_prompt
+from trading_groups.llm.prompts import (
+    INDICATORS,
+    REFLECTION_PROMPT,
+    Brief,
+    clip,
+    decision_line,
+    messages,
+    system_prompt,
+)
 from trading_groups.llm.schemas import ReflectionNote
 from trading_groups.llm.team import Discussion, Outcome, Said
 from trading_groups.market import FeedCursor
@@ -85,19 +93,6 @@ STRATEGY_NAME = "llm"
 
 _UNDO_STATUSES = frozenset({"rejected", "denied", "canceled", "cancelled", "expired"})
 _KEEP_CANDLES = 200
-#: What the technical view is computed from, on every market the group reads.
-_INDICATORS = [
-    parse_indicator_spec(spec)
-    for spec in (
-        {"kind": "rsi", "length": 14},
-        {"kind": "sma", "length": 20},
-        {"kind": "sma", "length": 50},
-        {"kind": "ema", "length": 20},
-        {"kind": "macd"},
-        {"kind": "bbands", "length": 20},
-        {"kind": "atr", "length": 14},
-    )
-]
 #: Decision ids: UUID 5 of the group, the market and the candle (or the signal, for one
 #: without a candle) and the `id_epoch`, the algorithmic group's scheme in a namespace
 #: of its own (not imported from it: that would load scikit-learn into this process).
@@ -126,7 +121,7 @@ class GroupStats:
 class _Market:
     spec: str
     cursor: FeedCursor
-    window: IndicatorWindow = field(default_factory=lambda: IndicatorWindow(_INDICATORS))
+    window: IndicatorWindow = field(default_factory=lambda: IndicatorWindow(INDICATORS))
     candles: deque[Candle] = field(default_factory=lambda: deque(maxlen=_KEEP_CANDLES))
     values: dict[str, float | None] = field(default_factory=dict)
     decided: set[datetime] = field(default_factory=set)
@@ -357,12 +352,12 @@ class LLMGroup:
         recent = await self.store.recent_discussions(self.name, limit=config.context.decisions)
         decisions = []
         for d in recent:
-            line = f"{d.started_at.strftime('%Y-%m-%d %H:%M')} {d.symbol}: {d.action or 'HOLD'}"
-            line += f" ({d.status}) — {clip(d.reason or '', 200)}"
+            came = None
             if d.status == "decided" and d.decision_id is not None:
                 came = self.outcomes.get(d.decision_id, "no order reported yet")
-                line += f"; what came of it: {came}"
-            decisions.append(line)
+            decisions.append(
+                decision_line(d.started_at, d.symbol, d.action, d.status, d.reason, came)
+            )
         memory = config.memory
         stored = await self.store.reflections(
             self.name, symbol=symbol, limit=max(memory.max_reflections * 3, 10)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,9 +20,25 @@ from pydantic import BaseModel
 from shared.kernel.strategy import Position
 from shared.llm.client import ChatMessage, format_instructions
 from shared.market.candles import Candle
+from shared.market.indicators import IndicatorSpec, parse_indicator_spec
 from trading_groups.llm.config import Member, Role
 
 MAX_SIGNAL_CHARS = 4_000
+
+#: What the technical view is computed from, on every market the group reads (live
+#: and in a backtest).
+INDICATORS: Sequence[IndicatorSpec] = [
+    parse_indicator_spec(spec)
+    for spec in (
+        {"kind": "rsi", "length": 14},
+        {"kind": "sma", "length": 20},
+        {"kind": "sma", "length": 50},
+        {"kind": "ema", "length": 20},
+        {"kind": "macd"},
+        {"kind": "bbands", "length": 20},
+        {"kind": "atr", "length": 14},
+    )
+]
 
 ROLE_PROMPTS: Mapping[Role, str] = {
     Role.TECHNICAL: (
@@ -215,6 +232,23 @@ class Brief:
     @staticmethod
     def _lines(items: Sequence[str], empty: str) -> str:
         return "\n".join(f"- {item}" for item in items) if items else empty
+
+
+def decision_line(
+    started_at: datetime,
+    symbol: str | None,
+    action: str | None,
+    status: str,
+    reason: str | None,
+    outcome: str | None = None,
+) -> str:
+    """One of the group's recent decisions, as the brief lists them; `outcome` is what
+    came of a published one."""
+    line = f"{started_at.strftime('%Y-%m-%d %H:%M')} {symbol}: {action or 'HOLD'}"
+    line += f" ({status}) — {clip(reason or '', 200)}"
+    if outcome is not None:
+        line += f"; what came of it: {outcome}"
+    return line
 
 
 def messages(system: str, user: str) -> list[ChatMessage]:

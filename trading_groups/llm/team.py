@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from shared.events import Action
 from shared.kernel.strategy import Decision
 from shared.llm.budget import BudgetExceeded
-from trading_groups.llm.calls import Answered, Ledger, MemberFailed, Tally
+from trading_groups.llm.calls import Answered, Asker, MemberFailed, Tally
 from trading_groups.llm.config import ANALYSTS, RISK_VOICES, LLMGroupConfig, Member, RiskMode, Role
 from trading_groups.llm.prompts import Brief, clip, messages, system_prompt
 from trading_groups.llm.schemas import (
@@ -103,7 +103,7 @@ class Discussion:
         *,
         team: Sequence[Member],
         config: LLMGroupConfig,
-        ledger: Ledger,
+        ledger: Asker,
         brief: Brief,
         say: Say,
         discussion_id: str,
