@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from shared.backtest.data import BacktestInputError, BacktestRequest
 from shared.backtest.metrics import Metrics, compute_metrics
 from shared.backtest.report import duration, metric_rows, write_report, write_result
 from shared.backtest.result import BacktestResult
+
+if TYPE_CHECKING:
+    from trading_groups.llm.backtest import LLMRunReport
 
 app = typer.Typer(
     add_completion=False,
@@ -140,6 +144,35 @@ def backtest(
         int | None,
         typer.Option(metavar="N", help="With --grid: worker processes (default: one per CPU)."),
     ] = None,
+    llm_group: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="CONFIG.json",
+            help="Backtest an LLM group: the strategy raises the signals, the team (this "
+            "config, or a REST body with name and config) decides on each. Model endpoint "
+            "from ATS_LLM_BASE_URL, ATS_LLM_MODEL, ATS_LLM_STRONG_MODEL, ATS_LLM_API_KEY.",
+        ),
+    ] = None,
+    llm_budget_usd: Annotated[
+        str | None,
+        typer.Option(
+            metavar="USD",
+            help="With --llm-group: the run's cost cap; then uncached calls are refused "
+            "and the team holds. Default: the group's daily budgets.",
+        ),
+    ] = None,
+    llm_budget_tokens: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="With --llm-group: the run's token cap (in + out)."),
+    ] = None,
+    llm_cache: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="With --llm-group: where answers are cached by prompt hash; default "
+            "ATS_DATA_DIR/llm-cache.",
+        ),
+    ] = None,
 ) -> None:
     """Backtest a strategy: decisions on each candle's close fill at the next open,
     through the live risk engine and paper fill model. Prints the metrics, writes
@@ -157,9 +190,19 @@ def backtest(
         "markets": _json_object("--markets", markets) or {},
         "timeframe": timeframe,
     }
+    llm_given = llm_budget_usd is not None or llm_budget_tokens is not None or llm_cache is not None
+    if llm_group is None and llm_given:
+        raise _fail("--llm-budget-usd, --llm-budget-tokens and --llm-cache need --llm-group")
+    if llm_group is not None and (lookahead or grid is not None):
+        raise _fail("--llm-group runs one backtest: leave out --lookahead and --grid")
+    report: LLMRunReport | None = None
     try:
         request = BacktestRequest.parse(fields)
-        if lookahead:
+        if llm_group is not None:
+            result, report = _run_llm(
+                request, llm_group, llm_budget_usd, llm_budget_tokens, llm_cache
+            )
+        elif lookahead:
             from shared.backtest.lookahead import main_lookahead
 
             (symbol, timeframe_, path), *more = request.sources()
@@ -168,27 +211,45 @@ def backtest(
             raise typer.Exit(
                 main_lookahead(request.strategy, request.params, path, symbol, timeframe_, cuts)
             )
-        if grid is not None:
+        elif grid is not None:
             _sweep(request, _json_object("--grid", grid) or {}, rank_by, processes)
             return
-        result = _run(request)
+        else:
+            result = _run(request)
     except BacktestInputError as e:
         raise _fail(str(e)) from e
     metrics = compute_metrics(result)
     console = Console(highlight=False)
     console.print(escape(_header(result)), soft_wrap=True)
-    console.print(_table(result, metrics))
-    for line in _summary(result):
+    table = _table(result, metrics)
+    if report is not None:
+        _llm_rows(table, report)
+    console.print(table)
+    for line in _summary(result) + (_llm_summary(report) if report is not None else []):
         console.print(escape(line), soft_wrap=True)
     if out is not None:
-        try:
-            written = [
-                write_result(result, metrics, out),
-                write_report(result, metrics, out / "report.html"),
-            ]
-        except OSError as e:
-            raise _fail(f"cannot write to {out}: {e.strerror or e}", code=1) from e
+        written = _write(out, result, metrics, report)
         console.print(escape("wrote " + ", ".join(str(p) for p in written)), soft_wrap=True)
+
+
+def _write(
+    out: Path, result: BacktestResult, metrics: Metrics, report: LLMRunReport | None
+) -> list[Path]:
+    try:
+        written = [
+            write_result(result, metrics, out),
+            write_report(result, metrics, out / "report.html"),
+        ]
+        if report is not None:
+            # The LLM calls go beside the backtester's fields, under `llm`.
+            data = json.loads(written[0].read_text(encoding="utf-8"))
+            data["llm"] = report.to_json()
+            written[0].write_text(
+                json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+            )
+    except OSError as e:
+        raise _fail(f"cannot write to {out}: {e.strerror or e}", code=1) from e
+    return written
 
 
 def _sweep(
@@ -236,6 +297,105 @@ def _run(request: BacktestRequest) -> BacktestResult:
         return request.run(
             lambda done, total: bar.update(task, completed=done, total=total), candles=candles
         )
+
+
+def _run_llm(
+    request: BacktestRequest,
+    group: Path,
+    budget_usd: str | None,
+    budget_tokens: int | None,
+    cache: Path | None,
+) -> tuple[BacktestResult, LLMRunReport]:
+    """The LLM group's backtest, with a progress bar as `_run`'s."""
+    from urllib.parse import urlsplit
+
+    from pydantic import ValidationError
+
+    from shared.config import LLMSettings
+    from shared.llm.cache import AnswerCache
+    from trading_groups.llm.backtest import read_group, run_llm_backtest
+
+    cost: Decimal | None = None
+    if budget_usd is not None:
+        try:
+            cost = Decimal(budget_usd)
+        except InvalidOperation:
+            cost = None
+        if cost is None or not cost.is_finite() or cost < 0:
+            raise _fail(f"--llm-budget-usd must be an amount of USD >= 0, got {budget_usd!r}")
+    if budget_tokens is not None and budget_tokens < 0:
+        raise _fail(f"--llm-budget-tokens must be >= 0, got {budget_tokens}")
+    try:
+        name, config = read_group(group)
+    except ValueError as e:
+        raise _fail(str(e)) from e
+    try:
+        settings = LLMSettings()
+    except ValidationError as e:
+        raise _fail(str(e.errors()[0]["msg"])) from e
+    if not settings.llm_base_url:
+        raise _fail(
+            "no LLM endpoint configured: set ATS_LLM_BASE_URL to an OpenAI-compatible API "
+            "(e.g. https://api.openai.com/v1, or http://127.0.0.1:11434/v1 for Ollama) and "
+            "ATS_LLM_MODEL to a model there"
+        )
+    if urlsplit(settings.llm_base_url).scheme not in ("http", "https"):
+        raise _fail(f"ATS_LLM_BASE_URL {settings.llm_base_url!r} is not an http(s) URL")
+    candles = request.load()
+    with Progress(
+        TextColumn("backtest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("bars", total=sum(len(c) for c in candles.values()))
+        try:
+            return run_llm_backtest(
+                request,
+                config,
+                name=name,
+                settings=settings,
+                cache=AnswerCache(cache or settings.data_dir / "llm-cache"),
+                budget_cost=cost,
+                budget_tokens=budget_tokens,
+                candles=candles,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except BacktestInputError:
+            raise
+        except ValueError as e:  # a member without a model, endpoint or key
+            raise _fail(str(e)) from e
+
+
+def _llm_rows(table: Table, report: LLMRunReport) -> None:
+    table.add_section()
+    table.add_row("LLM signals discussed", f"{report.signals:,}")
+    table.add_row("LLM calls made", f"{report.calls_made:,}")
+    table.add_row("LLM calls cached", f"{report.calls_cached:,}")
+    table.add_row("LLM tokens (in / out)", f"{report.tokens_in:,} / {report.tokens_out:,}")
+    table.add_row("LLM cost", f"{report.cost:f} USD")
+
+
+def _llm_summary(report: LLMRunReport) -> list[str]:
+    lines = [
+        f"llm: {report.decided} decided, {report.holds} held of {report.signals} signals; "
+        f"{report.reflections} reflections; cached answers saved {report.saved_cost:f} USD "
+        f"({report.cache})"
+    ]
+    if report.budget_reason is not None:
+        lines.append(
+            f"llm budget reached at signal {report.budget_reached_at_signal} of "
+            f"{report.signals}: {report.budget_reason}; uncached calls after it were refused "
+            "and those signals held"
+        )
+    if report.unpriced_models:
+        lines.append(
+            f"llm: no price for {', '.join(report.unpriced_models)}: their calls cost 0 and "
+            'do not count towards --llm-budget-usd; add them to the config\'s "prices"'
+        )
+    return lines
 
 
 def _table(result: BacktestResult, metrics: Metrics) -> Table:
