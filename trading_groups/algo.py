@@ -34,7 +34,7 @@ from shared.events import (
     Trace,
 )
 from shared.kernel.engine import StrategyEngine
-from shared.kernel.strategy import Decision, Outcome, Position, Strategy
+from shared.kernel.strategy import Decision, Outcome, Position, Strategy, strategy_names
 from shared.logging import get_logger
 from shared.market.candles import Candle
 from shared.market.feeds import parse_feed_spec
@@ -101,9 +101,11 @@ class AlgoGroup:
         self.positions: dict[str, Position] = {}
         self.outcomes: deque[Outcome] = deque(maxlen=200)
         self._markets: dict[str, _Market] = {}
-        self._strategy: Strategy | None = (
-            build_strategy(strategy, self.params) if strategy else None  # fail fast
-        )
+        self._strategy: Strategy | None = None
+        if strategy and params is not None:
+            self._strategy = build_strategy(strategy, self.params)  # fail fast
+        elif strategy and strategy not in strategy_names():
+            build_strategy(strategy, {})  # raises, naming the known ones
         self._lock = asyncio.Lock()
         client.add_handler(Category.SIGNAL, self.on_signal)
         client.add_handler(Category.ORDER, self.on_order)
@@ -118,19 +120,35 @@ class AlgoGroup:
         """The strategy, resolved from the group's configuration on first use."""
         if self._strategy is None:
             own = self.client.config.get("config") or {}
-            name = self._given_strategy or own.get("strategy")
+            name, params = self._chosen(own, {})
             if not name:
                 raise ValueError(
                     own.get("strategy_error")
                     or 'no strategy: pass --strategy or set "strategy" (or "strategy_ref") in '
                     "the group's config"
                 )
-            self.strategy_name = name
-            self.params = dict(
-                self._given_params if self._given_params is not None else own.get("params", {})
-            )
+            self.strategy_name, self.params = name, params
             self._strategy = build_strategy(name, self.params)
         return self._strategy
+
+    def _chosen(
+        self, own: Mapping[str, Any], current: Mapping[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The strategy and params to run with the group's stored config `own`: those
+        given on the command line win. A strategy given without params takes the
+        stored params only while the config names that same strategy, and its defaults
+        otherwise: params stored for another strategy do not fit it. So what runs is a
+        function of the flags and the config as it stands, the same after a restart.
+        Stored params missing from an update are `current`."""
+        stored = own.get("strategy")
+        name = self._given_strategy or stored
+        if self._given_params is not None:
+            params: Mapping[str, Any] = self._given_params
+        elif name == stored:
+            params = own.get("params", current)
+        else:
+            params = {}
+        return name, dict(params)
 
     # ------------------------------------------------------------------ markets
 
@@ -307,12 +325,18 @@ class AlgoGroup:
                 code="CONFIG_REJECTED",
             )
             return
-        strategy = self._given_strategy or config.get("strategy", self.strategy_name)
-        params = (
-            self._given_params
-            if self._given_params is not None
-            else config.get("params", self.params)
-        )
+        stored = config.get("strategy")
+        if self._given_strategy and stored and stored != self._given_strategy:
+            # Say why the operator's change does nothing, rather than ignore it silently.
+            await self.client.log(
+                f"config update names {stored}; this group runs {self._given_strategy}, as "
+                "its command line says (--strategy), with "
+                + ("the given --params" if self._given_params is not None else "its defaults"),
+                level="warning",
+                code="CONFIG_IGNORED",
+            )
+        strategy, params = self._chosen(config, self.params)
+        strategy = strategy or self.strategy_name
         if strategy == self.strategy_name and params == self.params:
             return
         try:

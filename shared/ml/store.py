@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import ThreadpoolController
 
 from shared.config import CommonSettings
+from shared.kernel.ensemble import Ensemble
 from shared.kernel.features import FeatureManifest, FeatureSpecMismatch
 from shared.kernel.ml import MODEL_NAME_PATTERN, MlStrategy
 from shared.kernel.strategy import Strategy, create_strategy
@@ -300,7 +301,19 @@ def build_strategy(
         ValueError: unknown strategy, bad params, or a model that is refused.
     """
     strategy = create_strategy(name, params)
-    if isinstance(strategy, MlStrategy):
+    models = [s for s in _strategies_in(strategy) if isinstance(s, MlStrategy)]
+    if models:
         store = ModelStore(model_dir if model_dir is not None else default_model_dir())
-        strategy.bind(store.load(strategy.params.model, sha256=strategy.params.sha256))
+        for ml in models:
+            ml.bind(store.load(ml.params.model, sha256=ml.params.sha256))
     return strategy
+
+
+def _strategies_in(strategy: Strategy) -> list[Strategy]:
+    """`strategy` and, for an ensemble, its members (and theirs): an `ml` member needs
+    its model as much as an `ml` strategy on its own does, or it only ever holds."""
+    found = [strategy]
+    if isinstance(strategy, Ensemble):
+        for member in strategy.members.values():
+            found.extend(_strategies_in(member))
+    return found

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas_ta as ta
 
 from tests.conftest import TIMEOUT_FACTOR, Gateway, Spawn, eventually
@@ -163,6 +164,75 @@ async def test_algo_group_applies_new_params_from_a_config_update_without_restar
     assert got == want
     assert {e["payload"]["params"]["fast"] for e in execution.events} == {5}
     assert group.poll() is None  # the same process throughout
+
+
+async def test_algo_group_given_only_a_strategy_takes_stored_params_of_that_strategy_only(
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
+) -> None:
+    trig_token = await gateway.add_trigger("sma-eth")
+    async with gateway.api() as api:
+        r = await api.post(
+            "/api/v1/trading-groups",
+            json={
+                "name": "momentum",
+                "triggers": ["sma-eth"],
+                "config": {"strategy": "sma_cross", "params": {"fast": 5, "slow": 20}},
+            },
+        )
+        assert r.status_code == 201, r.text
+        group_token = r.json()["token"]
+    await gateway.add_account("paper-1", ["momentum"])
+    exec_token = await gateway.add_execution("exec-1", ["paper-1"])
+    execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
+    # --strategy without --params: the stored params are for this same strategy, so
+    # they apply from the first signal.
+    group = spawn(
+        [
+            "group", "algo", "--gateway-url", gateway.ws_url, "--strategy", "sma_cross",
+            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
+        ],
+        {"ATS_TRADING_GROUP_TOKEN": group_token},
+        tmp_path / "group.log",
+    )  # fmt: skip
+    feed = Path("data/ETH-BTC_5m.csv")
+    await _run_trigger(spawn, gateway, trig_token, feed, 5, 20, tmp_path / "trigger.log")
+    want = expected_sma_trades(5, 20)
+    await eventually(lambda: len(execution.events) >= len(want), timeout=60)
+    got = [
+        (e["payload"]["candle_time"].replace("Z", "+00:00"), e["payload"]["action"])
+        for e in execution.events
+    ]
+    assert got == want
+    assert {
+        (e["payload"]["strategy"], json.dumps(e["payload"]["params"])) for e in execution.events
+    } == {("sma_cross", json.dumps({"fast": 5, "slow": 20}))}
+    # The operator stores another strategy: the command line's strategy stays, and
+    # without params stored for it, it runs on its defaults (as it would after a
+    # restart), saying why; the other strategy's params are never fed to it.
+    async with gateway.api() as api:
+        r = await api.patch(
+            "/api/v1/trading-groups/momentum",
+            json={"config": {"strategy": "rsi_reversal", "params": {"length": 7}}},
+        )
+        assert r.status_code == 200, r.text
+        ignored = await eventually(
+            lambda: _logs(api, "CONFIG_IGNORED"), timeout=30, message="CONFIG_IGNORED"
+        )
+        assert "rsi_reversal" in ignored[0]["message"]
+        assert "defaults" in ignored[0]["message"]
+        applied = await eventually(
+            lambda: _logs(api, "CONFIG_APPLIED"), timeout=30, message="CONFIG_APPLIED"
+        )
+        assert applied[0]["data"]["params"] == {}
+        assert "sma_cross" in applied[0]["message"]
+        assert await _logs(api, "CONFIG_REJECTED") == []
+    assert group.poll() is None
+
+
+async def _logs(api: httpx.AsyncClient, code: str) -> list[dict[str, Any]]:
+    got = await api.get("/api/v1/logs", params={"code": code, "source": "trading_group:momentum"})
+    items: list[dict[str, Any]] = got.json()["items"]
+    return items
 
 
 def _sma_rules(fast: int, slow: int) -> list[dict[str, object]]:

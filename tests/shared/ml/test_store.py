@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.kernel.ensemble import Ensemble
 from shared.kernel.ml import MlStrategy
 from shared.ml.store import (
     MANIFEST_FILE,
@@ -175,6 +176,30 @@ def test_build_strategy_binds_the_verified_model(models: ModelStore) -> None:
     assert s.model is not None
     assert s.model.name == "eth"
     assert build_strategy("sma_cross", {}, model_dir=models.root).name == "sma_cross"
+
+
+def test_build_strategy_binds_the_model_of_an_ensembles_ml_member(models: ModelStore) -> None:
+    params = {
+        "members": [
+            {"strategy": "sma_cross"},
+            {
+                "strategy": "ensemble",
+                "params": {"members": [{"strategy": "ml", "params": {"model": "eth"}}]},
+            },
+        ]
+    }
+    s = build_strategy("ensemble", params, model_dir=models.root)
+
+    assert isinstance(s, Ensemble)
+    inner = s.members["ensemble"]
+    assert isinstance(inner, Ensemble)
+    ml = inner.members["ml"]
+    assert isinstance(ml, MlStrategy)
+    assert ml.model is not None and ml.model.name == "eth"
+    # A member's model is verified like a strategy's own: a tampered file is refused.
+    (models.root / "eth" / MODEL_FILE).write_bytes(b"not the model")
+    with pytest.raises(ValueError, match="SHA-256"):
+        build_strategy("ensemble", params, model_dir=models.root)
 
 
 def test_build_strategy_tampered_model_refused(models: ModelStore) -> None:
