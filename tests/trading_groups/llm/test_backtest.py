@@ -237,3 +237,57 @@ def test_read_group_takes_the_rest_body_or_the_config_alone(tmp_path: Path) -> N
     algo.write_text(json.dumps({"name": "x", "kind": "algo", "config": {}}))
     with pytest.raises(ValueError, match="kind 'algo'"):
         read_group(algo)
+
+
+async def test_llm_backtest_default_team_on_two_markets_replays_from_the_cache(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Three analysts in parallel, the bull/bear and the risk debates, two markets on one
+    account: the second run asks nothing and trades the same."""
+    config = parse_config({"prices": PRICES, "risk_mode": "debate"})
+    request = BacktestRequest.parse(
+        {**TRIGGER, "data": [str(DATA), "data/LTC-BTC_5m.csv"], "risk": {"max_open_positions": 2}}
+    )
+    history = {s: c[:200] for s, c in request.load().items()}
+
+    async def run() -> tuple[BacktestResult, LLMRunReport]:
+        return await asyncio.to_thread(
+            run_llm_backtest,
+            request,
+            config,
+            name="two-markets",
+            settings=settings(llm),
+            cache=AnswerCache(tmp_path / "cache"),
+            candles=history,
+        )
+
+    first, report = await run()
+    asked = len(llm.requests)
+    second, cached = await run()
+
+    assert {d.symbol for d in report.discussions} == {"ETH/BTC", "LTC/BTC"}
+    members = {c.member for c in report.calls}
+    assert {"sentiment", "fundamentals", "bull", "bear", "aggressive", "neutral"} <= members
+    assert asked == report.calls_made > 0
+    assert len(llm.requests) == asked and cached.calls_made == 0
+    assert sorted(c.key for c in cached.calls) == sorted(c.key for c in report.calls)
+    assert second.to_json() == first.to_json()
+    assert {t.symbol for t in first.trades} == {"ETH/BTC", "LTC/BTC"}
+
+
+async def test_llm_backtest_zero_budget_asks_nothing_and_replays_only_the_cache(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    cold, nothing = await backtest(llm, tmp_path / "cold", budget_cost=Decimal(0))
+
+    assert llm.requests == []
+    assert nothing.calls_made == 0 and nothing.budget_reached_at_signal == 1
+    assert nothing.signals > 0 and nothing.decided == 0 and not cold.trades
+
+    first, _ = await backtest(llm, tmp_path / "warm")
+    asked = len(llm.requests)
+    replayed, report = await backtest(llm, tmp_path / "warm", budget_cost=Decimal(0))
+
+    assert len(llm.requests) == asked
+    assert report.calls_made == 0 and not report.budget_reached
+    assert replayed.to_json() == first.to_json()
