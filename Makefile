@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types bench up down lock schema clean venv browser dashboard
+.PHONY: run test lint types bench up down lock schema clean venv browser dashboard \
+	dashboard-check dashboard-schemas
 
 venv: $(STAMP)
 
@@ -44,12 +45,31 @@ browser:
 dashboard:
 	cd dashboard && npm ci --no-audit --no-fund && npm run build
 
+# Fail when the committed build is not what the source builds to: the same npm ci and
+# build, into a temporary directory, compared file by file (the build is deterministic:
+# the same source gives the same hashed names). Part of `make lint`.
+dashboard-check:
+	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && cd dashboard && \
+	npm ci --no-audit --no-fund --silent && \
+	npm run --silent build -- --outDir "$$out" --emptyOutDir --logLevel error && \
+	if ! diff -rq "$$out" ../gateway/static/dashboard; then \
+	  echo "gateway/static/dashboard/ is not the build of dashboard/: run make dashboard and commit" >&2; \
+	  exit 1; \
+	fi; echo "dashboard: the committed build matches the source"
+
+# The LLM group config's schema bundled into the dashboard (the gateway cannot serve
+# it: it imports no service); tests/gateway/test_dashboard_schemas.py checks the copy.
+dashboard-schemas: $(STAMP)
+	$(BIN)/python -m tests.gateway.test_dashboard_schemas > dashboard/src/schemas/llm-group.json.tmp
+	mv dashboard/src/schemas/llm-group.json.tmp dashboard/src/schemas/llm-group.json
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/ats schema --check docs/protocol.schema.json
+	$(MAKE) --no-print-directory dashboard-check
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -183,8 +183,10 @@ async def test_dashboard_creates_trigger_and_group_then_follows_a_live_chain(
     await page.get_by_test_id("tab-trading-groups").click()
     await page.get_by_test_id("new-trading-groups").click()
     editor = page.get_by_test_id("editor-trading-groups")
-    await editor.get_by_label("name").fill("momentum")
+    await editor.locator("input[name=name]").fill("momentum")
     await editor.get_by_test_id("checklist-triggers").get_by_label("sma-eth").check()
+    # The config as raw JSON, the escape hatch beside the form (test_dashboard_forms.py).
+    await editor.get_by_label("raw JSON").check()
     config = editor.locator("textarea[name=config]")
     # Bad JSON is caught in place before anything is sent.
     await config.fill('{"strategy": ')

@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { ApiError, api, get } from "../api";
 import { time } from "../format";
 import { Badge, Checklist, Field, InlineError, Section, TokenBox, parseJson, showError, useLoad } from "../ui";
+import { AccountEditor, type EditorProps, GroupEditor, type Row } from "./forms";
 
 type Kind = "text" | "textarea" | "json" | "select" | "checklist" | "bool" | "secret";
 
@@ -29,10 +30,10 @@ interface ResourceSpec {
   tokens: boolean;
   update: "PATCH" | "PUT";
   fields: FieldSpec[];
+  /** A hand-made form instead of the generic one from `fields`. */
+  editor?: (props: EditorProps) => preact.JSX.Element;
   columns: [string, (row: Row) => string | preact.JSX.Element][];
 }
-
-type Row = Record<string, unknown> & { name: string };
 
 const list = (v: unknown) => (Array.isArray(v) ? v.join(", ") : "");
 
@@ -62,20 +63,8 @@ const RESOURCES: ResourceSpec[] = [
     singular: "trading group",
     tokens: true,
     update: "PATCH",
-    fields: [
-      { key: "name", label: "name", kind: "text", placeholder: "btc-momentum" },
-      { key: "kind", label: "kind", kind: "select", options: ["algo", "llm"] },
-      { key: "triggers", label: "subscribes to", kind: "checklist", source: "/triggers" },
-      { key: "description", label: "description", kind: "textarea", rows: 2 },
-      {
-        key: "config",
-        label: "config (JSON): strategy, params, feeds, risk; LLM members",
-        kind: "json",
-        rows: 6,
-        placeholder: '{"strategy": "sma_cross", "params": {"fast": 10, "slow": 30}, "feeds": {"ETH/BTC": "csv:data/ETH-BTC_5m.csv"}}',
-      },
-      { key: "enabled", label: "enabled", kind: "bool", editOnly: true },
-    ],
+    fields: [],
+    editor: GroupEditor,
     columns: [
       ["kind", (r) => String(r.kind)],
       ["triggers", (r) => list(r.triggers)],
@@ -90,20 +79,8 @@ const RESOURCES: ResourceSpec[] = [
     singular: "trade account",
     tokens: false,
     update: "PATCH",
-    fields: [
-      { key: "name", label: "name", kind: "text", placeholder: "paper-1" },
-      { key: "exchange", label: "exchange", kind: "text", placeholder: "paper", hint: "paper, oanda or a ccxt id" },
-      { key: "mode", label: "mode", kind: "select", options: ["paper", "live"] },
-      { key: "trading_groups", label: "trades the decisions of", kind: "checklist", source: "/trading-groups" },
-      { key: "config", label: "config (JSON): risk limits, starting balance", kind: "json", rows: 4 },
-      {
-        key: "credentials",
-        label: "credentials (JSON, write-only)",
-        kind: "secret",
-        rows: 3,
-        hint: "never shown again; leave empty to keep the stored ones",
-      },
-    ],
+    fields: [],
+    editor: AccountEditor,
     columns: [
       ["exchange", (r) => `${String(r.exchange)} (${String(r.mode)})`],
       ["groups", (r) => list(r.trading_groups)],
@@ -310,6 +287,12 @@ function Editor(props: {
   );
 }
 
+function EditorOf(props: EditorProps & { spec: ResourceSpec }) {
+  const { spec, ...rest } = props;
+  const Custom = spec.editor;
+  return Custom ? <Custom {...rest} /> : <Editor spec={spec} {...rest} />;
+}
+
 function Resource(props: { spec: ResourceSpec }) {
   const { spec } = props;
   const rows = useLoad(() => get<Row[]>(spec.path), [spec.id]);
@@ -341,7 +324,7 @@ function Resource(props: { spec: ResourceSpec }) {
     >
       {token && <TokenBox name={token.name} token={token.token} onClose={() => setToken(null)} />}
       {editing && (
-        <Editor
+        <EditorOf
           key={editing === "new" ? "new" : editing.name}
           spec={spec}
           row={editing === "new" ? null : editing}
