@@ -438,6 +438,8 @@ class LLMBacktest:
             cache=str(cache.directory) if cache is not None else None,
         )
         self._decided: list[_Decided] = []
+        #: Published decisions whose outcome the books have not shown yet.
+        self._unsettled: list[_Decided] = []
         self._positions: dict[str, tuple[Position, ...]] = {}
         self._reflections: list[Remembered] = []
         self._seen_outcomes: dict[str, datetime] = {}
@@ -494,11 +496,9 @@ class LLMBacktest:
         symbol = ctx.symbol
         self._positions[symbol] = tuple(ctx.positions)
         position = ctx.position()
-        for d in self._decided:
-            if d.symbol != symbol or d.status != "decided" or d.outcome is not None:
-                continue
-            if d.time >= ctx.now:  # decided on this candle: fills at the next one
-                continue
+        for d in [d for d in self._unsettled if d.symbol == symbol and d.time < ctx.now]:
+            # Decided on an earlier candle, so filled (or not) by this one's open.
+            self._unsettled.remove(d)
             if d.action == Action.BUY.value:
                 if position is not None and position.opened_at >= d.time:
                     d.outcome = f"filled buy {position.quantity} @ {position.entry_price}"
@@ -625,11 +625,12 @@ class LLMBacktest:
                 cost=sum((c.cost for c in calls), Decimal(0)),
             )
         )
-        self._decided.append(
-            _Decided(
-                ctx.now, ctx.symbol, outcome.decision.action.value, outcome.status, outcome.reason
-            )
+        made = _Decided(
+            ctx.now, ctx.symbol, outcome.decision.action.value, outcome.status, outcome.reason
         )
+        self._decided.append(made)
+        if decided:
+            self._unsettled.append(made)
         return outcome.decision
 
     async def _reflect(self, outcome: Outcome) -> None:

@@ -110,6 +110,13 @@ async def test_llm_backtest_second_run_asks_nothing_and_trades_the_same(
     assert report.signals > 0 and report.decided > 0 and report.reflections > 0
     assert first.trades, "the team's decisions must trade"
     assert all(r.status == 200 for r in llm.requests)
+    # The brief of a late signal: earlier decisions with what the books say came of
+    # them, and the lessons of the closed trades.
+    brief = [r for r in llm.requests if Team.role_of(r) == "technical_analyst"][-1].text
+    assert "what came of it: filled buy" in brief
+    assert "what came of it: filled sell, realized PnL" in brief
+    assert "Lesson: LESSON-ETH-1" in brief
+    assert '"direction": "long"' in brief or '"direction": "short"' in brief
 
     second, cached = await backtest(llm, tmp_path / "cache")
 
