@@ -118,6 +118,13 @@ async def test_llm_backtest_second_run_asks_nothing_and_trades_the_same(
     assert "Lesson: LESSON-ETH-1" in brief
     assert '"direction": "long"' in brief or '"direction": "short"' in brief
 
+    # A team that follows every signal trades as the strategy alone does: the
+    # adapter hands its decisions to the engine unchanged.
+    request, history = candles()
+    alone = request.run(candles=history)
+    assert first.trades == alone.trades and first.equity == alone.equity
+    assert first.final_equity == alone.final_equity
+
     second, cached = await backtest(llm, tmp_path / "cache")
 
     assert len(llm.requests) == asked, "a cached run must make no request"
