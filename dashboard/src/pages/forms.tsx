@@ -155,7 +155,15 @@ export function GroupEditor(props: EditorProps) {
           <input name="name" value={name} placeholder="btc-momentum" onInput={(e) => setName((e.target as HTMLInputElement).value)} />
         </Field>
         <Field label="kind" error={error?.field("kind")} hint="algo: a registered strategy decides; llm: a team of LLM agents">
-          <select name="kind" value={kind} onChange={(e) => setKind((e.target as HTMLSelectElement).value)}>
+          <select
+            name="kind"
+            value={kind}
+            onChange={(e) => {
+              const next = (e.target as HTMLSelectElement).value;
+              setKind(next);
+              if (raw === null) setConfig((c) => forKind(c, next));
+            }}
+          >
             <option>algo</option>
             <option>llm</option>
           </select>
@@ -214,6 +222,15 @@ export function GroupEditor(props: EditorProps) {
       <Buttons row={row} busy={busy} onCancel={props.onCancel} />
     </form>
   );
+}
+
+const LLM_ONLY = Object.keys(LLM.schema.properties ?? {}).filter((k) => !["feeds", "timeframe", "id_epoch"].includes(k));
+
+/** What of a config still means something once the group's kind changes: an LLM
+ * group refuses unknown keys, and an algorithmic one ignores the team. */
+function forKind(config: Obj, kind: string): Obj {
+  if (kind === "llm") return Object.fromEntries(Object.entries(config).filter(([k]) => k in (LLM.schema.properties ?? {})));
+  return without(config, ...LLM_ONLY);
 }
 
 function rawErrors(errors: Errors): string | undefined {
