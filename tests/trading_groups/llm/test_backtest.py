@@ -305,3 +305,32 @@ async def test_llm_backtest_zero_budget_asks_nothing_and_replays_only_the_cache(
     assert len(llm.requests) == asked
     assert report.calls_made == 0 and not report.budget_reached
     assert replayed.to_json() == first.to_json()
+
+
+async def test_llm_backtest_token_budget_stops_the_calls_at_its_cap(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    _, unlimited = await backtest(llm, None)
+    used = [c.tokens_in + c.tokens_out for c in unlimited.calls]
+    k = len(used) // 3
+    cap = sum(used[:k]) - 1  # reached by the k-th call, which still completes
+    asked = len(llm.requests)
+    request, history = candles()
+
+    _, report = await asyncio.to_thread(
+        run_llm_backtest,
+        request,
+        parse_config(CONFIG),
+        name="eth-team",
+        settings=settings(llm),
+        cache=AnswerCache(tmp_path / "cache"),
+        budget_tokens=cap,
+        candles=history,
+    )
+
+    assert len(llm.requests) - asked == k == report.calls_made
+    assert report.tokens_in + report.tokens_out == sum(used[:k])
+    assert report.budget_reason is not None
+    assert report.budget_reason.startswith("the run's token budget is reached")
+    assert report.to_json()["budget"]["tokens"] == cap
+    assert report.to_json()["budget"]["cost"] is None
