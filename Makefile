@@ -47,13 +47,20 @@ dashboard:
 
 # Fail when the committed build is not what the source builds to: the same npm ci and
 # build, into a temporary directory, compared file by file (the build is deterministic:
-# the same source gives the same hashed names). Part of `make lint`.
+# the same source gives the same hashed names); a built file git does not track fails
+# too. Part of `make lint`.
 dashboard-check:
 	@out=$$(mktemp -d) && trap 'rm -rf "$$out"' EXIT && cd dashboard && \
 	npm ci --no-audit --no-fund --silent && \
 	npm run --silent build -- --outDir "$$out" --emptyOutDir --logLevel error && \
 	if ! diff -rq "$$out" ../gateway/static/dashboard; then \
 	  echo "gateway/static/dashboard/ is not the build of dashboard/: run make dashboard and commit" >&2; \
+	  exit 1; \
+	fi; \
+	if git rev-parse --git-dir >/dev/null 2>&1 && \
+	   [ -n "$$(git ls-files --others --exclude-standard ../gateway/static/dashboard)" ]; then \
+	  git ls-files --others --exclude-standard ../gateway/static/dashboard; \
+	  echo "these built files are not in git: git add gateway/static/dashboard and commit" >&2; \
 	  exit 1; \
 	fi; echo "dashboard: the committed build matches the source"
 
