@@ -24,7 +24,10 @@ async def test_catalog_strategies_lists_every_registered_one_with_its_params_sch
     assert list(listed) == strategy_names()
     for name, item in listed.items():
         assert item["params_schema"] == strategy_class(name).Params.model_json_schema()
-        assert item["description"] and "\n" not in item["description"]
+        assert "\n" not in item["description"]
+    # The built-in ones say what they do (tests may register bare ones in this process).
+    for name in ("breakout", "ensemble", "json_rule", "ml", "rsi_reversal", "sma_cross"):
+        assert listed[name]["description"].startswith(("BUY", "Weighs", "Rules")), name
     sma = listed["sma_cross"]["params_schema"]
     assert sma["properties"]["slow"] == {
         "default": 30, "maximum": 5000, "minimum": 2, "title": "Slow", "type": "integer",
