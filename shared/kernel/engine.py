@@ -8,7 +8,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.kernel.strategy import Context, Decision, Outcome, Position, Strategy, safe_decide
+from shared.kernel.strategy import (
+    Context,
+    Decision,
+    Outcome,
+    Position,
+    Strategy,
+    _ContextFields,
+    _new_fields,
+    new_context,
+    safe_decide,
+)
 from shared.market.candles import Candle
 from shared.market.indicators import IndicatorWindow
 
@@ -56,8 +66,7 @@ class StrategyEngine:
             raise ValueError("no candle yet: update() the engine before asking for a context")
         candles = tuple(self._candles)
         last = candles[-1]
-        # Positional: a backtest builds one per candle, and keywords cost more.
-        return Context(
+        return new_context(
             last.symbol,
             last.timeframe,
             now,
@@ -83,22 +92,24 @@ class StrategyEngine:
         """`update(candle, values)`, then `decide` on the `context` at `now`: what a
         backtest does on every candle, in one call (it makes millions of them).
         Kept in step with `update` and `context` (tests/shared/backtest/test_engine.py)."""
-        self._before = self._now
-        if values is not None:
-            self._now = values
-        else:
-            self._now = self.window.update(candle) if self.window is not None else {}
-        self._candles.append(candle)
-        candles = tuple(self._candles)
-        ctx = Context(
-            candle.symbol,
-            candle.timeframe,
-            now,
-            candles,
-            dict(self._now),
-            dict(self._before),
-            None,
-            tuple(positions),
-            tuple(outcomes),
-        )
+        before = self._before = self._now
+        if values is None:
+            values = self.window.update(candle) if self.window is not None else {}
+        self._now = values
+        candles = self._candles
+        candles.append(candle)
+        # `new_context`, inlined: a call less per candle.
+        ctx: Any = _new_fields(_ContextFields)
+        ctx.symbol = candle.symbol
+        ctx.timeframe = candle.timeframe
+        ctx.now = now
+        ctx.candles = tuple(candles)
+        ctx.indicators = dict(values)
+        ctx.previous = dict(before)
+        ctx.signal = None
+        ctx.positions = tuple(positions)
+        ctx.outcomes = tuple(outcomes)
+        ctx.__class__ = Context
+        if self.budget_seconds is None:
+            return safe_decide(self.strategy, ctx)
         return safe_decide(self.strategy, ctx, budget_seconds=self.budget_seconds)

@@ -30,12 +30,13 @@ A fill already booked (same `fill_id`) is ignored: delivery is at-least-once.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
+from typing import Any
 
 from shared.kernel.orders import Fill, OrderLeg, OrderSide
 from shared.kernel.strategy import Outcome, Position
@@ -189,6 +190,13 @@ class Portfolio:
         self._entry_orders: set[str] = set()
         self._last_trade_at: dict[str, datetime] = {}
         self._last_loss_at: dict[str, datetime] = {}
+        self._last_loss_any: datetime | None = None
+        # The account-wide "since" sums the risk engine asks for on every decision
+        # (today's realized PnL, today's entries), carried forward as trades append;
+        # `_reordered` counts insertions before the end, which void them.
+        self._reordered = 0
+        self._pnl_since: tuple[datetime, int, int, Decimal] | None = None
+        self._opened_since: tuple[datetime, int, int, int] | None = None
 
     # ------------------------------------------------------------------ booking
 
@@ -262,7 +270,9 @@ class Portfolio:
         self._holdings[fill.symbol] = holding
         if fill.client_order_id not in self._entry_orders:
             self._entry_orders.add(fill.client_order_id)
-            insort(self._entries, (fill.at, fill.symbol, fill.client_order_id))
+            entry = (fill.at, fill.symbol, fill.client_order_id)
+            entries = self._entries
+            self._reordered += _insert_sorted(entries, entry, bisect_right(entries, entry))
         return holding
 
     def _sell(self, fill: Fill) -> Booking:
@@ -303,11 +313,16 @@ class Portfolio:
             exit_leg=fill.leg,
             client_order_id=fill.client_order_id,
         )
-        insort(self._closed, trade, key=_closed_at)
+        closed = self._closed
+        self._reordered += _insert_sorted(
+            closed, trade, bisect_right(closed, fill.at, key=_closed_at)
+        )
         if pnl < 0:
             last = self._last_loss_at.get(fill.symbol)
             if last is None or fill.at > last:
                 self._last_loss_at[fill.symbol] = fill.at
+            if self._last_loss_any is None or fill.at > self._last_loss_any:
+                self._last_loss_any = fill.at
         return Booking(fill, False, after, trade)
 
     # ------------------------------------------------------------------ marks and equity
@@ -358,7 +373,12 @@ class Portfolio:
 
     def positions_value(self) -> Decimal:
         """Open positions at their marks: the account's exposure."""
-        return sum((h.value(self._marks[s]) for s, h in self._holdings.items()), _ZERO)
+        # sum(h.value(mark) ...) from _ZERO, written out: the same additions in the
+        # same order, without a generator and a call per holding.
+        total, marks = _ZERO, self._marks
+        for symbol, holding in self._holdings.items():
+            total = total + holding.quantity * marks[symbol]
+        return total
 
     def unrealized_pnl(self, symbol: str | None = None) -> Decimal:
         """Of one open position, or of all; entry fees count as already lost."""
@@ -424,26 +444,54 @@ class Portfolio:
 
     def realized_pnl_since(self, since: datetime, symbol: str | None = None) -> Decimal:
         """Realized PnL of the trades closed at or after `since` (e.g. the day's start)."""
-        return sum((t.pnl for t in self.closed_trades_since(since, symbol)), _ZERO)
+        if symbol is not None:
+            return sum((t.pnl for t in self.closed_trades_since(since, symbol)), _ZERO)
+        # The sum, oldest first from _ZERO, of the trades since `since`; asked again
+        # with the same `since`, the trades appended meanwhile are added to the last
+        # answer: the same additions in the same order.
+        closed, memo = self._closed, self._pnl_since
+        if memo is not None and memo[0] == since and memo[1] == self._reordered:
+            count, total = memo[2], memo[3]
+        else:
+            count, total = bisect_left(closed, since, key=_closed_at), _ZERO
+        for trade in closed[count:]:
+            if trade.closed_at >= since:
+                total = total + trade.pnl
+        self._pnl_since = (since, self._reordered, len(closed), total)
+        return total
 
     def trades_opened_since(self, since: datetime, symbol: str | None = None) -> int:
         """Buy orders whose first fill came at or after `since` (partial fills of one
         order count once)."""
-        start = bisect_left(self._entries, since, key=_first)
-        return sum(1 for e in self._entries[start:] if symbol is None or e[1] == symbol)
+        entries = self._entries
+        if symbol is not None:
+            start = bisect_left(entries, since, key=_first)
+            return sum(1 for e in entries[start:] if e[1] == symbol)
+        memo = self._opened_since  # as in realized_pnl_since
+        if memo is not None and memo[0] == since and memo[1] == self._reordered:
+            count, total = memo[2], memo[3]
+        else:
+            count, total = bisect_left(entries, since, key=_first), 0
+        for entry in entries[count:]:
+            if entry[0] >= since:
+                total += 1
+        self._opened_since = (since, self._reordered, len(entries), total)
+        return total
 
     def last_trade_at(self, symbol: str | None = None) -> datetime | None:
         """When `symbol` (or any symbol) last had a fill."""
         return _latest(self._last_trade_at, symbol)
 
     @property
-    def last_trade_times(self) -> Mapping[str, datetime]:
+    def last_trade_times(self) -> MappingProxyType[str, datetime]:
         """Per symbol, when it last had a fill (read-only)."""
         return MappingProxyType(self._last_trade_at)
 
     def last_loss_at(self, symbol: str | None = None) -> datetime | None:
         """When a losing trade of `symbol` (or of any symbol) last closed."""
-        return _latest(self._last_loss_at, symbol)
+        if symbol is None:
+            return self._last_loss_any
+        return self._last_loss_at.get(symbol)
 
     def stop_outs_since(self, since: datetime, symbol: str | None = None) -> list[ClosedTrade]:
         """Trades closed by a stop-loss at or after `since`, oldest first."""
@@ -452,6 +500,13 @@ class Portfolio:
     def strategy_positions(self) -> list[Position]:
         """Open positions as a strategy's `Context.positions`."""
         return [h.as_position() for h in self._holdings.values()]
+
+
+def _insert_sorted(items: list[Any], item: Any, index: int) -> int:
+    """Insert `item` at `index` (where `bisect_right` put it, as `insort` does); 1 if
+    that was before the end, else 0."""
+    items.insert(index, item)
+    return 0 if index == len(items) - 1 else 1
 
 
 def _drawdown(peak: Decimal, equity: Decimal) -> Decimal:

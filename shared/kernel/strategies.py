@@ -157,7 +157,11 @@ class SmaCross(Strategy):
         if f1 is None or s1 is None:
             return self._warming_up
         f0, s0 = previous.get(f), previous.get(s)
-        if crossed_above(f0, s0, f1, s1):
+        if f0 is None or s0 is None:
+            return self._no_cross
+        # `crossed_above` / `crossed_below` written out (all four values are set): a
+        # call each on every candle of a backtest.
+        if f0 <= s0 and f1 > s1:
             p = self.params
             if ctx.position() is not None:
                 return Decision.hold("SMA cross up, but a position is already open")
@@ -167,7 +171,7 @@ class SmaCross(Strategy):
                 _gap_confidence(f1, s1),
                 f"SMA({p.fast}) {f1:.8g} crossed above SMA({p.slow}) {s1:.8g}",
             )
-        if crossed_below(f0, s0, f1, s1):
+        if f0 >= s0 and f1 < s1:
             p = self.params
             return _sell(
                 ctx,

@@ -79,7 +79,10 @@ def _kill_switch(run: _Run) -> CheckResult:
             f"trading on {run.account.account} is halted by the kill switch: turn "
             "kill_switch off in the account's or the group's risk limits to trade again",
         )
-    return _passed(check)
+    return _KILL_SWITCH_OFF
+
+
+_KILL_SWITCH_OFF = CheckResult(RiskCheck.KILL_SWITCH, CheckStatus.PASSED, {})
 
 
 def _live_mode(run: _Run) -> CheckResult:
@@ -204,7 +207,7 @@ def _stop_geometry(run: _Run) -> CheckResult:
                 f"than {_pct(limits.max_stop_loss_pct)} (max_stop_loss_pct): tighten the stop",
                 **numbers,
             )
-    return _passed(check, **numbers)
+    return CheckResult(check, CheckStatus.PASSED, numbers)
 
 
 def _open_positions(run: _Run) -> CheckResult:
@@ -529,6 +532,41 @@ _CHECKS: tuple[tuple[RiskCheck, Callable[[_Run], CheckResult], bool], ...] = (
 _EXIT_SKIP = {"why": "exits reduce risk: entry-only check"}
 _EXIT_SKIPPED = {c: CheckResult(c, CheckStatus.SKIPPED, _EXIT_SKIP) for c in RiskCheck}
 
+# The limit whose None turns a check off (it then returns `_OFF[check]`, always):
+# with it unset the check need not run at all (tests/shared/kernel/risk pins this).
+OFF_WHEN_UNSET: dict[RiskCheck, str] = {
+    RiskCheck.CONFIDENCE: "min_confidence",
+    RiskCheck.DECISION_AGE: "max_decision_age_seconds",
+    RiskCheck.CANDLE_AGE: "max_candle_age_candles",
+    RiskCheck.OPEN_POSITIONS: "max_open_positions",
+    RiskCheck.POSITIONS_PER_SYMBOL: "max_positions_per_symbol",
+    RiskCheck.TRADES_PER_DAY: "max_trades_per_day",
+    RiskCheck.TRADE_COOLDOWN: "cooldown_after_trade_minutes",
+    RiskCheck.LOSS_COOLDOWN: "cooldown_after_loss_minutes",
+    RiskCheck.DAILY_LOSS: "max_daily_loss",
+    RiskCheck.DAILY_LOSS_PCT: "max_daily_loss_pct",
+    RiskCheck.DRAWDOWN: "max_drawdown_pct",
+    RiskCheck.STOPLOSS_GUARD: "stoploss_guard",
+    RiskCheck.LOW_PROFIT: "low_profit_lock",
+    RiskCheck.EXPOSURE: "max_exposure_pct",
+}
+
+# Per check, the function to run, or None and the result it would give for sure.
+_Plan = tuple[tuple[Callable[[_Run], CheckResult] | None, CheckResult | None], ...]
+
+
+def _plans(limits: RiskLimits) -> tuple[_Plan, _Plan]:
+    """What an entry and what an exit run under `limits`: `_CHECKS` with the checks
+    whose limit is unset, and on exits the entry-only ones, replaced by their result."""
+    entry: list[tuple[Callable[[_Run], CheckResult] | None, CheckResult | None]] = []
+    exit_: list[tuple[Callable[[_Run], CheckResult] | None, CheckResult | None]] = []
+    for check, function, on_exits in _CHECKS:
+        limit = OFF_WHEN_UNSET.get(check)
+        off = limit is not None and getattr(limits, limit) is None
+        entry.append((None, _OFF[check]) if off else (function, None))
+        exit_.append(entry[-1] if on_exits else (None, _EXIT_SKIPPED[check]))
+    return tuple(entry), tuple(exit_)
+
 
 class RiskEngine:
     """Runs the checks, in the order of `RiskCheck`, and stops at the first refusal.
@@ -540,6 +578,9 @@ class RiskEngine:
 
     def __init__(self, *, live_trading_enabled: bool = False) -> None:
         self.live_trading_enabled = live_trading_enabled
+        # The plans of the limits last seen: an account's limits object is reused
+        # from one intent to the next (a backtest's, always).
+        self._plans: tuple[RiskLimits, _Plan, _Plan] | None = None
 
     def evaluate(
         self,
@@ -563,15 +604,18 @@ class RiskEngine:
         if intent.account != account.account:
             raise ValueError(f"state of account {account.account} given for {intent.account}")
         run = _Run(intent, account, market, limits, now, self.live_trading_enabled)
+        plans = self._plans
+        if plans is None or plans[0] is not limits:
+            plans = self._plans = (limits, *_plans(limits))
         trail: list[CheckResult] = []
-        entry = intent.is_entry
-        for check, function, on_exits in _CHECKS:
-            if not (entry or on_exits):
-                trail.append(_EXIT_SKIPPED[check])
+        rejected = CheckStatus.REJECTED
+        for function, known in plans[1] if intent.is_entry else plans[2]:
+            if function is None:
+                trail.append(known)  # type: ignore[arg-type]  # set whenever function is None
                 continue
             result = function(run)
             trail.append(result)
-            if result.status is CheckStatus.REJECTED:
+            if result.status is rejected:
                 return _verdict(run, trail, result)
         return _verdict(run, trail, None)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from shared.events import Action
@@ -40,8 +41,15 @@ def trading_day_start(now: datetime) -> datetime:
     in the live services and in the backtester alike.
     """
     require_aware("now", now)
-    day = now.astimezone(UTC)
-    return day.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now.tzinfo is not UTC:
+        now = now.astimezone(UTC)
+    return _midnight(now.date())
+
+
+@lru_cache(maxsize=64)
+def _midnight(day: date) -> datetime:
+    # The risk engine asks on every decision, mostly for the same few days.
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +188,15 @@ class AccountState:
     open_exposure: Decimal | None = None
 
     def __post_init__(self) -> None:
+        # The names are formatted only for a time that fails: this runs per decision.
         for symbol, at in self.last_trade_at.items():
-            require_aware(f"last_trade_at[{symbol!r}]", at)
+            if at.utcoffset() is None:
+                require_aware(f"last_trade_at[{symbol!r}]", at)
         if self.last_loss_at is not None:
             require_aware("last_loss_at", self.last_loss_at)
         for trade in self.closed_trades:
-            require_aware(f"closed_at of the {trade.symbol} trade", trade.closed_at)
+            if trade.closed_at.utcoffset() is None:
+                require_aware(f"closed_at of the {trade.symbol} trade", trade.closed_at)
 
     def held(self, symbol: str) -> Decimal:
         """Quantity of `symbol` held across its open positions."""

@@ -54,7 +54,7 @@ def account_state(
         day_start_equity=day_start_equity,
         realized_pnl_today=portfolio.realized_pnl_since(day),
         trades_today=portfolio.trades_opened_since(day),
-        last_trade_at=dict(portfolio.last_trade_times),
+        last_trade_at=portfolio.last_trade_times.copy(),
         last_loss_at=portfolio.last_loss_at(),
         closed_trades=closed,
         open_exposure=exposure,

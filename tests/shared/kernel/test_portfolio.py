@@ -343,3 +343,42 @@ def test_portfolio_books_stay_consistent_whatever_the_fills(
         assert abs(drift) <= D("1e-18")
         assert p.realized_pnl == sum((t.pnl for t in p.closed_trades), D(0))
         assert p.snapshot(at).drawdown >= 0
+
+
+# Fill times in minutes from DAY1, some of them earlier than the fill before (a late
+# report from the sync), and the "since" times asked after each.
+late_steps = st.lists(
+    st.tuples(st.booleans(), st.integers(0, 3000), st.sampled_from([BTC, ETH]), marks),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(late_steps, st.lists(st.integers(-60, 3000), min_size=1, max_size=4))
+def test_portfolio_since_sums_carried_forward_equal_a_fresh_sum(
+    steps: list[tuple[bool, int, str, Decimal]], since_minutes: list[int]
+) -> None:
+    """`realized_pnl_since` and `trades_opened_since` carry their last answer forward
+    as trades append; asked after every fill, in and out of order, they must equal
+    the sum over `closed_trades` and the count over the entries, digit for digit."""
+    p = Portfolio("a", D(10**9))
+    opened: list[tuple[datetime, str]] = []
+    for buying, minute, symbol, price in steps:
+        at = DAY1 + timedelta(minutes=minute)
+        held = p.position(symbol)
+        if buying:
+            f = buy(symbol, "1", str(price), "0.0123", at)
+            opened.append((at, f.client_order_id))
+        elif held is not None:
+            f = sell(symbol, str(held.quantity / 3), str(price), "0.0077", at)
+        else:
+            continue
+        p.apply(f)
+        for minutes in since_minutes:
+            since = DAY1 + timedelta(minutes=minutes)
+            want = sum((t.pnl for t in p.closed_trades if t.closed_at >= since), D(0))
+            got = p.realized_pnl_since(since)
+            assert got == want and str(got) == str(want)
+            assert p.trades_opened_since(since) == sum(1 for t, _ in opened if t >= since)
+    losses = [t.closed_at for t in p.closed_trades if t.pnl < 0]
+    assert p.last_loss_at() == max(losses, default=None)

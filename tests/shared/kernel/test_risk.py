@@ -1049,3 +1049,67 @@ def test_merge_is_never_looser_than_either_level(
     assert merged.max_open_positions == (min(given_max) if given_max else None)
     given_cooldowns = [x for x in (c, d) if x]
     assert merged.cooldown_after_loss_minutes == (max(given_cooldowns) if given_cooldowns else None)
+
+
+def test_engine_skips_only_checks_that_would_say_off() -> None:
+    """The engine does not run a check whose limit is unset (`OFF_WHEN_UNSET`): each
+    such check, run anyway on a state that would trip it if it were on, must give
+    exactly the result the engine puts in the trail instead."""
+    from shared.kernel.risk.engine import _CHECKS, _OFF, OFF_WHEN_UNSET, _Run
+
+    tripping = account(
+        positions=(OpenPosition("ETH/USDT", D(1), D(100)), OpenPosition(BTC, D(1), D(100))),
+        peak_equity=D(10**6),
+        realized_pnl_today=D(-5000),
+        trades_today=99,
+        last_trade_at={BTC: NOW},
+        last_loss_at=NOW,
+        closed_trades=(ClosedTrade(BTC, D(-1), NOW, True),) * 5,
+    )
+    run = _Run(intent(confidence=0.0), tripping, MARKET, RiskLimits(), NOW, False)
+    functions = {check: function for check, function, _ in _CHECKS}
+    for check, limit in OFF_WHEN_UNSET.items():
+        assert getattr(RiskLimits(), limit) is None
+        assert functions[check](run) is _OFF[check]
+    # And with its limit set, each check runs and says something else.
+    strict = RiskLimits.model_validate(
+        {
+            "min_confidence": 0.5,
+            "max_open_positions": 1,
+            "max_positions_per_symbol": 1,
+            "max_trades_per_day": 1,
+            "cooldown_after_trade_minutes": 5,
+            "cooldown_after_loss_minutes": 5,
+            "max_daily_loss": 1,
+            "max_daily_loss_pct": 1,
+            "max_drawdown_pct": 1,
+            "stoploss_guard": {
+                "lookback_minutes": 60,
+                "trade_limit": 1,
+                "stop_duration_minutes": 60,
+            },
+            "low_profit_lock": {
+                "lookback_minutes": 60,
+                "trade_limit": 1,
+                "stop_duration_minutes": 60,
+            },
+            "max_exposure_pct": 1,
+        }
+    )
+    run = _Run(intent(confidence=0.0), tripping, MARKET, strict, NOW, False)
+    for check in set(OFF_WHEN_UNSET) - {RiskCheck.DECISION_AGE, RiskCheck.CANDLE_AGE}:
+        assert functions[check](run).status is not CheckStatus.SKIPPED, check
+
+
+@pytest.mark.parametrize("side", [Action.BUY, Action.SELL])
+def test_engine_trail_lists_every_check_in_order_with_a_reused_engine(side: Action) -> None:
+    """One engine, limits changing between calls: each verdict's trail has every check
+    in `RiskCheck` order and equals a fresh engine's."""
+    shared = RiskEngine()
+    state = account(positions=(OpenPosition(BTC, D("0.1"), D(50000)),))
+    for limits in (RiskLimits(), RiskLimits(max_open_positions=3), RiskLimits()):
+        trade = intent(side=side, stop_loss=None, take_profit=None)
+        got = shared.evaluate(trade, state, MARKET, limits, now=NOW)
+        want = RiskEngine().evaluate(trade, state, MARKET, limits, now=NOW)
+        assert [r.check for r in got.trail] == list(RiskCheck)
+        assert got == want

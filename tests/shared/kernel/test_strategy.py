@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -17,9 +18,11 @@ from shared.kernel.engine import StrategyEngine
 from shared.kernel.strategy import (
     Context,
     Decision,
+    Outcome,
     Position,
     Strategy,
     create_strategy,
+    new_context,
     register_strategy,
     safe_decide,
 )
@@ -173,3 +176,25 @@ def test_safe_decide_overrun_is_a_hold() -> None:
     assert d.action is Action.HOLD
     assert "over its 1s budget" in d.reasoning
     assert safe_decide(_Broken("ok"), _ctx(), budget_seconds=1.0).action is Action.BUY
+
+
+def test_new_context_is_the_constructors_context() -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    args = (
+        "X/Y",
+        "5m",
+        now,
+        (),
+        {"a": 1.0},
+        {"a": None},
+        {"k": 1},
+        (Position("X/Y", Decimal(1), Decimal(2), now),),
+        (Outcome("X/Y", Decimal(-1), -0.5, now),),
+    )
+    made = new_context(*args)
+    assert type(made) is Context
+    assert made == Context(*args)
+    assert [getattr(made, f.name) for f in fields(Context)] == list(args)
+    with pytest.raises(FrozenInstanceError):
+        made.now = now  # type: ignore[misc]
+    assert replace(made, symbol="Z/Y") == Context("Z/Y", *args[1:])
