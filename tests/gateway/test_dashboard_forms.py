@@ -197,6 +197,7 @@ async def test_dashboard_account_form_shows_a_risk_limit_error_in_place_and_stor
     await expect(error_at(form, "risk.max_daily_loss_pct")).to_contain_text(
         "less than or equal to 100"
     )
+    await expect(form.get_by_test_id("field-error")).to_have_count(1)  # there, and only there
     assert await count(gateway, "trade-accounts") == 0
     await shot(page, "23-account-form-server-error")
 

@@ -435,7 +435,7 @@ export function AccountEditor(props: EditorProps) {
       <div class="form-grid">
         <Field
           label="other config (JSON): starting balance, currency, adapter options"
-          error={local.config ?? (otherErrors.length ? otherErrors.map(([k, v]) => `${k}: ${v.join("; ")}`).join(" · ") : error?.field("config"))}
+          error={local.config ?? (otherErrors.length ? otherErrors.map(([k, v]) => `${k || "config"}: ${v.join("; ")}`).join(" · ") : undefined)}
         >
           <textarea name="config" rows={4} value={other} placeholder='{"capital": "10000", "currency": "USDT"}' onInput={(e) => setOther((e.target as HTMLTextAreaElement).value)} />
         </Field>
