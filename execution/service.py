@@ -92,6 +92,9 @@ _REPORTED_STATUSES = frozenset(
     {OrderStatus.ACCEPTED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
 )
 NO_ACCOUNT = "no_trade_account"
+PROTECTIVE = frozenset({OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT})
+# A protective leg in these statuses may not be at the exchange yet.
+_UNCONFIRMED = frozenset({OrderStatus.SUBMITTED, OrderStatus.AMBIGUOUS})
 
 
 @dataclass
@@ -641,14 +644,106 @@ class ExecutionService:
             order.leg is OrderLeg.ENTRY
             and order.status is OrderStatus.FILLED
             and (stop or target)
-            and account.adapter.capabilities.stop_orders
+            and account.adapter.holds_exits(symbol)
         ):
             last = booked[-1].fill
-            for child in exit_orders(
-                order, stop_loss=stop, take_profit=target, at=last.at, not_before=last.at
-            ):
-                if child.client_order_id not in account.orders:
-                    await self._submit(account, child, meta)
+            children = [
+                child
+                for child in exit_orders(
+                    order, stop_loss=stop, take_profit=target, at=last.at, not_before=last.at
+                )
+                if child.client_order_id not in account.orders
+            ]
+            if children:
+                await self._submit_exits(account, children, meta)
+
+    async def _submit_exits(self, account: Account, legs: list[Order], meta: OrderMeta) -> None:
+        """A filled entry's stop-loss and take-profit, held at the exchange as one
+        protective pair (`adapter.place_exits`: an OCO order list on Binance). Both
+        legs are on disk as `submitted` before the one request leaves."""
+        sent = []
+        for leg in legs:
+            account.meta[leg.client_order_id] = meta
+            leg = transition(leg, OrderStatus.SUBMITTED, at=account.now())
+            account.orders[leg.client_order_id] = leg
+            await self.store.save_order(leg, meta)
+            sent.append(leg)
+        for leg in sent:
+            await self._announce(account, leg)
+        await self._send_exits(account, sent)
+
+    async def _send_exits(self, account: Account, legs: list[Order]) -> None:
+        """Send stored protective legs in one `place_exits` call and apply the answer.
+
+        Also the way a pair the exchange does not know (a crash before the request
+        left) is sent again: the adapter looks the legs up by client order id before
+        placing, and a spot venue's pair reserves the whole position, so a second
+        pair could not be placed beside the first."""
+
+        def request(leg: OrderLeg) -> OrderRequest | None:
+            order = next((o for o in legs if o.leg is leg), None)
+            if order is None:
+                return None
+            return OrderRequest(
+                client_order_id=order.client_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                type=order.type,
+                quantity=order.quantity,
+                stop_price=order.stop_price,
+                not_before=order.not_before,
+                parent_id=order.parent_id,
+            )
+
+        stop, target = request(OrderLeg.STOP_LOSS), request(OrderLeg.TAKE_PROFIT)
+        try:
+            async with asyncio.timeout(self.settings.order_timeout):
+                reports = await call_with_retry(
+                    lambda: account.adapter.place_exits(stop, target),
+                    policy=self.retry,
+                    idempotent=False,
+                )
+        except (TimeoutError, OutcomeUnknown) as e:
+            why = "no answer in time" if isinstance(e, TimeoutError) else str(e)
+            for leg in legs:
+                await self._move(
+                    account,
+                    leg,
+                    OrderStatus.AMBIGUOUS,
+                    f"{why}: the sync loop looks it up by client order id",
+                )
+            return
+        except ExchangeError as e:
+            # Placed one by one, a first leg may stand although the second failed.
+            for leg in legs:
+                await self._settle_unplaced(account, leg, f"{e.code}: {e}")
+            return
+        by_id = {r.client_order_id: r for r in reports}
+        for leg in legs:
+            report = by_id.get(leg.client_order_id)
+            current = account.orders.get(leg.client_order_id, leg)
+            if report is not None:
+                await self._apply(account, current, report)
+            else:
+                await self._move(
+                    account, current, OrderStatus.REJECTED, "the exchange did not take this leg"
+                )
+
+    async def _settle_unplaced(self, account: Account, leg: Order, reason: str) -> None:
+        try:
+            report = await self._read(
+                account, account.adapter.fetch_order, leg.symbol, leg.client_order_id
+            )
+        except OrderNotFound:
+            # Refused: the position is watched instead (`_watch_exits`).
+            await self._move(account, leg, OrderStatus.REJECTED, reason)
+        except ExchangeError as e:
+            log.warning("exit_lookup_failed", order=leg.client_order_id, error=str(e))
+            await self._move(
+                account, leg, OrderStatus.AMBIGUOUS, f"{reason}; not found out yet: {e}"
+            )
+        else:
+            await self._apply(account, leg, report)
 
     async def _cancel_exits(self, account: Account, symbol: str) -> None:
         for order in list(account.orders.values()):
@@ -704,6 +799,10 @@ class ExecutionService:
             account.portfolio.mark(symbol, price)
 
     async def _sync_order(self, account: Account, order: Order) -> None:
+        current = account.orders.get(order.client_order_id)
+        if current is None:
+            return  # ended since the round began (its pair's other leg filled)
+        order = current
         if order.status is OrderStatus.NEW:
             # Written, never sent (a crash in between): it may still be sent, once.
             await self._submit(
@@ -715,6 +814,13 @@ class ExecutionService:
                 account, account.adapter.fetch_order, order.symbol, order.client_order_id
             )
         except OrderNotFound:
+            if (
+                order.leg in PROTECTIVE
+                and order.status in _UNCONFIRMED
+                and account.adapter.holds_exits(order.symbol)
+            ):
+                await self._resend_exits(account, order)
+                return
             age = datetime.now(UTC) - (order.updated_at or order.created_at)
             if order.status in (OrderStatus.SUBMITTED, OrderStatus.AMBIGUOUS) and (
                 account.market_clock or age > AMBIGUOUS_GRACE
@@ -739,11 +845,28 @@ class ExecutionService:
             return
         await self._apply(account, order, report)
 
-    async def _watch_exits(self, account: Account) -> None:
-        """Stop-loss and take-profit for adapters that do not hold them: a market
-        exit when the last price crosses one."""
-        if account.adapter.capabilities.stop_orders:
+    async def _resend_exits(self, account: Account, order: Order) -> None:
+        """A protective leg the exchange does not know: its pair never arrived (the
+        service stopped between storing and sending it, or the request was lost).
+        While the position is open it is sent again, as the pair it belongs to."""
+        pair = [
+            o
+            for o in account.orders.values()
+            if o.parent_id == order.parent_id and o.leg in PROTECTIVE and o.status in _UNCONFIRMED
+        ]
+        if account.portfolio.position(order.symbol) is None:
+            for leg in pair:
+                await self._move(
+                    account, leg, OrderStatus.REJECTED, "never arrived; the position is closed"
+                )
             return
+        log.info("exits_resent", account=account.name, orders=[o.client_order_id for o in pair])
+        await self._send_exits(account, pair)
+
+    async def _watch_exits(self, account: Account) -> None:
+        """Stop-loss and take-profit the exchange does not hold (the adapter cannot,
+        or the venue refused them): a market exit when the last price crosses one.
+        A position whose exits rest at the exchange is not watched."""
         for symbol, (stop, target) in list(account.exits.items()):
             holding = account.portfolio.position(symbol)
             if holding is None or any(

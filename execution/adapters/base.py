@@ -10,7 +10,10 @@ Required methods (abstract): `market_rules`, `last_price`, `place_order`,
 Optional methods, with defaults that are right for a spot exchange:
 `start` / `close` (connect, load markets), `positions` (spot: derived from the base
 currency's balance), `poll` (called once per sync round; the paper adapter moves its
-market there and fills what the market crossed).
+market there and fills what the market crossed), `holds_exits` (whether the venue
+holds a symbol's stop-loss and take-profit; default: `capabilities.stop_orders`) and
+`place_exits` (a position's stop-loss and take-profit as one protective pair;
+default: one `place_order` each).
 
 What an adapter promises (the conformance suite in `tests/execution/adapters`
 checks each promise against every adapter):
@@ -22,6 +25,10 @@ checks each promise against every adapter):
   placement timed out; `OrderNotFound` means the exchange never took it.
 * Quantities and prices are `Decimal`; fees are in the quote currency.
 * Errors are the typed ones; messages never contain credentials.
+* Where `holds_exits(symbol)`, `place_exits` places a stop-loss and a take-profit
+  that cancel each other: once one fills, the other ends (`canceled` or `expired`)
+  and the position's quantity is sold once. Placed again with the same client
+  order ids, it returns the legs it placed before.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from execution.adapters.errors import AdapterConfigError
+from execution.adapters.errors import AdapterConfigError, DuplicateOrder
 from shared.kernel.orders import Liquidity, OrderSide, OrderStatus, OrderType
 from shared.kernel.risk import MarketRules, Mode
 
@@ -243,6 +250,34 @@ class ExchangeAdapter(ABC):
     @abstractmethod
     async def balances(self) -> dict[str, Balance]:
         """Balances by currency."""
+
+    def holds_exits(self, symbol: str) -> bool:
+        """Whether the venue holds `symbol`'s stop-loss and take-profit as orders
+        (placed with `place_exits`), so they protect a position while the service
+        is down; otherwise the service watches the price and sends a market exit."""
+        return self.capabilities.stop_orders
+
+    async def place_exits(
+        self, stop: OrderRequest | None, target: OrderRequest | None
+    ) -> list[OrderReport]:
+        """Place a position's stop-loss (`stop`, type `stop`) and take-profit
+        (`target`, type `take_profit`) as one one-cancels-other pair; either may be
+        None. Returns a report per leg placed.
+
+        The default places them one by one (an adapter that holds the pair's
+        one-cancels-other link itself, like paper's); a leg placed before (same
+        client order id) is returned as it is. A venue with native order lists
+        overrides it and sends one request.
+        """
+        reports = []
+        for request in (stop, target):
+            if request is None:
+                continue
+            try:
+                reports.append(await self.place_order(request))
+            except DuplicateOrder:
+                reports.append(await self.fetch_order(request.symbol, request.client_order_id))
+        return reports
 
     async def positions(self, symbols: Sequence[str]) -> list[PositionReport]:
         """Positions in `symbols`. Spot default: each symbol's base-currency balance

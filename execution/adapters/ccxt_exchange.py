@@ -17,10 +17,29 @@ through `CcxtAdapter`. Config keys (the account's `config`):
   requests by their weight at the exchange (Binance: all open orders weigh 80, so
   the next request waits 0.8 s). Switch it off only towards a server that sets no
   limits of its own, such as a local test server.
+- `stop_limit_allowance_bps` (number, default 100): how far beyond its stop price
+  an exchange-held stop-loss may sell (below it for a sell), in basis points. A
+  Binance stop-loss is a STOP_LOSS_LIMIT order: once the stop triggers it is a limit
+  order at this price, so the allowance is what lets it fill when the price gaps
+  through the stop (a wider one fills in deeper gaps, at a worse worst price).
 
 Credentials: the ones ccxt says the exchange requires (`requiredCredentials`), named
 `api_key`, `secret`, `password` (OKX, KuCoin: the API passphrase), `uid`, ...; a
 missing one is an `AdapterConfigError` naming it, never showing a value.
+
+Protective orders (`holds_exits`, `place_exits`): on a Binance-protocol venue (the
+ccxt class has Binance's order-list endpoint) for a market whose exchange info says
+`ocoAllowed`, a position's stop-loss and take-profit are one OCO order list (`POST
+/api/v3/orderList/oco` through ccxt's `private_post_orderlist_oco`, signed like
+every request): the take-profit a LIMIT_MAKER leg at its price, the stop-loss a
+STOP_LOSS_LIMIT leg at its stop price with a limit `stop_limit_allowance_bps`
+beyond it, both legs with our client order ids (`aboveClientOrderId`,
+`belowClientOrderId`) and the list with `listClientOrderId` = the entry's id +
+`-oco`. The exchange reserves the quantity once; when one leg fills, the other
+expires; cancelling one leg cancels the list. A lone stop-loss or take-profit is a
+STOP_LOSS_LIMIT or TAKE_PROFIT_LIMIT order (ccxt's `stopLossPrice` /
+`takeProfitPrice`). Other venues and markets keep `stop` orders refused: the service
+watches the price there.
 
 Default ccxt options, chosen for spot trading with the fewest requests:
 `warnOnFetchOpenOrdersWithoutSymbol: false` (open orders of all symbols are asked
@@ -63,7 +82,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -155,6 +174,14 @@ _TRANSLATIONS: tuple[
 )
 
 _ORDER_TYPES = {"market": OrderType.MARKET, "limit": OrderType.LIMIT}
+# Binance's conditional order types (ccxt reports them as `limit` / `market`).
+_NATIVE_TYPES = {
+    "STOP_LOSS_LIMIT": OrderType.STOP,
+    "STOP_LOSS": OrderType.STOP,
+    "TAKE_PROFIT_LIMIT": OrderType.TAKE_PROFIT,
+    "TAKE_PROFIT": OrderType.TAKE_PROFIT,
+}
+DEFAULT_STOP_LIMIT_ALLOWANCE_BPS = Decimal(100)
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -308,6 +335,16 @@ class CcxtAdapter(ExchangeAdapter):
         api_url = config.get("api_url")
         if api_url:
             _point_at(self.exchange, str(api_url))
+        allowance = _decimal(
+            config.get("stop_limit_allowance_bps", DEFAULT_STOP_LIMIT_ALLOWANCE_BPS)
+        )
+        if allowance is None or not 0 <= allowance < 10_000:
+            raise AdapterConfigError(
+                f"trade account {spec.name!r}: stop_limit_allowance_bps must be a number "
+                "of basis points from 0 to 9999 (default 100: a stop-loss sells down to "
+                "1 % below its stop)"
+            )
+        self.stop_limit_allowance = allowance / 10_000
         #: How reads and placements are retried (tests shorten it).
         self.retry_policy = RetryPolicy()
 
@@ -465,11 +502,21 @@ class CcxtAdapter(ExchangeAdapter):
 
     # ------------------------------------------------------------------ orders
 
+    def holds_exits(self, symbol: str) -> bool:
+        """A Binance-protocol venue's market that takes OCO order lists."""
+        if not hasattr(self.exchange, "private_post_orderlist_oco"):
+            return False
+        market = (self.exchange.markets or {}).get(symbol) or {}
+        return bool(market.get("spot") and (market.get("info") or {}).get("ocoAllowed"))
+
     async def place_order(self, request: OrderRequest) -> OrderReport:
-        if request.type not in _ORDER_TYPES.values():
+        native = request.type in (OrderType.STOP, OrderType.TAKE_PROFIT)
+        if request.type not in _ORDER_TYPES.values() and not (
+            native and self.holds_exits(request.symbol)
+        ):
             raise InvalidOrder(
-                f"{request.type} orders are not placed on {self.exchange_id} through ccxt "
-                "(capabilities.stop_orders is false: the service watches the price and "
+                f"{request.type} orders are not placed on {self.exchange_id} {request.symbol} "
+                "through ccxt (it takes no order lists: the service watches the price and "
                 "sends a market order)",
                 exchange=self.venue,
             )
@@ -477,19 +524,33 @@ class CcxtAdapter(ExchangeAdapter):
             raise InvalidOrder(f"quantity {request.quantity} must be > 0", exchange=self.venue)
         if request.type is OrderType.LIMIT and request.limit_price is None:
             raise InvalidOrder("a limit order needs limit_price", exchange=self.venue)
+        if native and request.stop_price is None:
+            raise InvalidOrder(f"a {request.type} order needs stop_price", exchange=self.venue)
         await self._market(request.symbol)
         amount = self._on_grid(request.symbol, "quantity", request.quantity)
         price = None
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        kind = request.type.value
         if request.type is OrderType.LIMIT:
             assert request.limit_price is not None
             price = self._on_grid(request.symbol, "price", request.limit_price)
+        elif native:
+            # STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT: ccxt's unified trigger params.
+            assert request.stop_price is not None
+            trigger = self._on_grid(request.symbol, "price", request.stop_price)
+            kind = "limit"
+            if request.type is OrderType.STOP:
+                price = await self._stop_limit(request)
+                params["stopLossPrice"] = trigger
+            else:
+                price = trigger
+                params["takeProfitPrice"] = trigger
         existing = await self._lookup(request.symbol, request.client_order_id)
         if existing is not None:
             return existing
-        symbol, kind, side = request.symbol, request.type.value, request.side.value
+        symbol, side = request.symbol, request.side.value
 
         async def create() -> Any:
-            params = {"clientOrderId": request.client_order_id}
             return await self.exchange.create_order(symbol, kind, side, amount, price, params)
 
         order = await call_with_retry(
@@ -499,6 +560,97 @@ class CcxtAdapter(ExchangeAdapter):
             on_retry=self._on_retry,
         )
         return await self._report(order, symbol, request.client_order_id)
+
+    async def place_exits(
+        self, stop: OrderRequest | None, target: OrderRequest | None
+    ) -> list[OrderReport]:
+        """Both legs: one OCO order list (see the module docstring); one leg: that
+        order. Legs placed before (found by client order id) are returned instead."""
+        if stop is None or target is None:
+            return await super().place_exits(stop, target)
+        if not self.holds_exits(stop.symbol):
+            raise InvalidOrder(
+                f"{self.exchange_id} {stop.symbol} takes no OCO order lists",
+                exchange=self.venue,
+            )
+        if (stop.symbol, stop.side, stop.quantity) != (target.symbol, target.side, target.quantity):
+            raise InvalidOrder(
+                "an OCO's legs need the same symbol, side and quantity "
+                f"({stop.client_order_id}: {stop.side} {stop.quantity} {stop.symbol}, "
+                f"{target.client_order_id}: {target.side} {target.quantity} {target.symbol})",
+                exchange=self.venue,
+            )
+        if stop.stop_price is None or target.stop_price is None:
+            raise InvalidOrder("both legs of an OCO need stop_price", exchange=self.venue)
+        market = await self._market(stop.symbol)
+        symbol = stop.symbol
+        amount = self._on_grid(symbol, "quantity", stop.quantity)
+        trigger = self._on_grid(symbol, "price", stop.stop_price)
+        limit = self._on_grid(symbol, "price", target.stop_price)
+        below = await self._stop_limit(stop)
+        found = [
+            report
+            for report in [await self._lookup(symbol, r.client_order_id) for r in (stop, target)]
+            if report is not None
+        ]
+        if found:
+            return found
+        sell = stop.side is OrderSide.SELL
+        # A sell's take-profit is above the price and its stop below; a buy's the reverse.
+        profit, loss = ("above", "below") if sell else ("below", "above")
+        request = {
+            "symbol": market["id"],
+            "side": stop.side.value.upper(),
+            "quantity": amount,
+            "listClientOrderId": f"{stop.parent_id or stop.client_order_id}-oco",
+            f"{profit}Type": "LIMIT_MAKER",
+            f"{profit}Price": limit,
+            f"{profit}ClientOrderId": target.client_order_id,
+            f"{loss}Type": "STOP_LOSS_LIMIT",
+            f"{loss}StopPrice": trigger,
+            f"{loss}Price": below,
+            f"{loss}TimeInForce": "GTC",
+            f"{loss}ClientOrderId": stop.client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+
+        async def create() -> Any:
+            return await self.exchange.private_post_orderlist_oco(dict(request))
+
+        answer = await call_with_retry(
+            lambda: self._guard(create, placing=True),
+            policy=self.retry_policy,
+            idempotent=False,
+            on_retry=self._on_retry,
+        )
+        reports = []
+        for leg in answer.get("orderReports") or []:
+            parsed = self.exchange.parse_order(leg, market)
+            reports.append(await self._report(parsed, symbol))
+        return reports
+
+    async def _stop_limit(self, stop: OrderRequest) -> str:
+        """The limit of a stop-loss leg: `stop_limit_allowance_bps` beyond its stop
+        price, rounded away from it onto the price grid."""
+        assert stop.stop_price is not None
+        rules = await self.market_rules(stop.symbol)
+        tick = rules.price_tick or (
+            Decimal(1).scaleb(-rules.price_precision) if rules.price_precision is not None else None
+        )
+        sell = stop.side is OrderSide.SELL
+        price = stop.stop_price * (
+            1 - self.stop_limit_allowance if sell else 1 + self.stop_limit_allowance
+        )
+        if tick is not None:
+            steps = (price / tick).to_integral_value(ROUND_FLOOR if sell else ROUND_CEILING)
+            price = steps * tick
+        if price <= 0:
+            raise InvalidOrder(
+                f"the stop-loss at {stop.stop_price} leaves no limit price with an allowance "
+                f"of {self.stop_limit_allowance * 10_000} bps",
+                exchange=self.venue,
+            )
+        return self._on_grid(stop.symbol, "price", price)
 
     def _on_grid(self, symbol: str, what: str, value: Decimal) -> str:
         """`value` as ccxt will send it; refused when ccxt would have to round it."""
@@ -587,7 +739,9 @@ class CcxtAdapter(ExchangeAdapter):
         if average is None and cost is not None and filled > 0:
             average = cost / filled
         side = OrderSide(str(order.get("side")).lower())
-        kind = _ORDER_TYPES.get(str(order.get("type")).lower(), OrderType.LIMIT)
+        info = order.get("info")
+        native = _NATIVE_TYPES.get(str(info.get("type")) if isinstance(info, Mapping) else "")
+        kind = native or _ORDER_TYPES.get(str(order.get("type")).lower(), OrderType.LIMIT)
         status = order_status(order.get("status"), filled, amount)
         updated = (
             _when(order.get("lastUpdateTimestamp"))
@@ -623,7 +777,10 @@ class CcxtAdapter(ExchangeAdapter):
             updated_at=updated,
             fills=fills,
             reason=reason,
-            limit_price=_positive(order.get("price")) if kind is OrderType.LIMIT else None,
+            limit_price=_positive(order.get("price"))
+            if str(order.get("type")) == "limit"
+            else None,
+            stop_price=_positive(order.get("triggerPrice")) if native else None,
         )
 
     async def _fills(

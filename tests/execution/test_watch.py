@@ -1,8 +1,10 @@
-"""Stop-loss and take-profit on a venue that does not hold them (ccxt): the service
-watches the last price and sends a market exit, once, when it crosses."""
+"""Stop-loss and take-profit on a venue that does not hold them (a ccxt market that
+takes no order lists): the service watches the last price and sends a market exit,
+once, when it crosses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from sqlalchemy import select
 from shared.db.models import OrderRow
 from tests.conftest import Database, Gateway, eventually
 from tests.execution.conftest import Desk, close_desk, open_desk, read_rows
-from tests.fakes.binance import FakeBinance
+from tests.fakes.binance import ETHBTC, FakeBinance
 
 API_KEY = "ats-watch-binance-key-7Hq2mVx9LpR4"
 SECRET = "ats-watch-binance-secret-Nc8wK3zT6yB1"
@@ -29,7 +31,11 @@ def fills(desk: Desk, leg: str) -> list[Any]:
 async def watched_exit(
     gateway: Gateway, database: Database, tmp_path: Path, *, move_to: Decimal, leg: str
 ) -> None:
-    async with FakeBinance(api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}) as binance:
+    # ocoAllowed false: the adapter cannot hold the exits there.
+    no_lists = replace(ETHBTC, oco_allowed=False)
+    async with FakeBinance(
+        api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}, markets=(no_lists,)
+    ) as binance:
         desk, engine = await open_desk(
             gateway,
             database,

@@ -12,7 +12,19 @@ prices and balances, and place, find and cancel orders:
   (MARKET fills at once at the current price; LIMIT fills at once when marketable,
   otherwise rests with its funds locked; `newOrderRespType` ACK, RESULT or FULL),
   `GET /api/v3/order` (by `orderId` or `origClientOrderId`), `DELETE /api/v3/order`,
-  `GET /api/v3/openOrders`, `GET /api/v3/account`, `GET /api/v3/myTrades`.
+  `GET /api/v3/openOrders`, `GET /api/v3/account`, `GET /api/v3/myTrades`;
+  `POST /api/v3/orderList/oco` (a one-cancels-other pair), `GET` and `DELETE
+  /api/v3/orderList`. `POST /api/v3/order` also takes STOP_LOSS_LIMIT,
+  TAKE_PROFIT_LIMIT (with `stopPrice`) and LIMIT_MAKER.
+
+Order lists, as Binance runs them: an OCO's legs are ordinary orders with the list's
+`orderListId` (in `GET /api/v3/order`, `openOrders` and `myTrades`); a SELL OCO
+needs the LIMIT_MAKER leg above the last price and the stop below it, both on the
+grid, and reserves its quantity once for both legs. When the stop leg triggers (the
+last price reaches its `stopPrice`) or the limit leg fills, the other leg is
+EXPIRED; cancelling either leg (`DELETE /api/v3/order`) or the list cancels both.
+A triggered STOP_LOSS_LIMIT is a limit order at its `price`: it fills at once when
+marketable, else it rests.
 
 Errors have Binance's shape `{"code": -2010, "msg": "..."}` with its status codes:
 401 -2014 / -2015 for a missing or unknown API key, 400 -1022 for a bad signature,
@@ -28,9 +40,11 @@ Commission is 0.1 % of each execution, charged in the quote currency by default
 (`commission="received"`: the base currency on a buy).
 
 The test drives the market with plain methods (not HTTP): `set_price`,
-`fill_crossed` (resting orders the price crossed fill at their limit),
+`fill_crossed` (stops the price reached trigger; resting orders the price crossed
+fill at their limit),
 `fill_partially`, `rate_limit_next`, `hang_next_order` / `hang_next` (carry the
-next placement, or request, out but never answer it), `sell_base_by_hand` (a user
+next placement, or request, out but never answer it), `stall_next` (hold the next
+request unanswered and never carry it out: lost on the way), `sell_base_by_hand` (a user
 closing the position on the website), `set_balance`. Every request is recorded in `requests`.
 
     async with FakeBinance(api_key="k", secret="s") as binance:
@@ -64,6 +78,8 @@ COMMISSION_RATE = Decimal("0.001")
 _EIGHT = Decimal("0.00000001")
 _CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
 _OPEN = ("NEW", "PARTIALLY_FILLED")
+OrderKind = Literal["MARKET", "LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT", "LIMIT_MAKER"]
+_STOPS = ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 
 
 def _fmt(value: Decimal) -> str:
@@ -89,6 +105,8 @@ class SpotMarket:
     min_price: Decimal = Decimal("0.000001")
     max_price: Decimal = Decimal("922327")
     min_notional: Decimal = Decimal("0.0001")
+    #: Whether the symbol takes order lists (`ocoAllowed` in exchangeInfo).
+    oco_allowed: bool = True
 
 
 ETHBTC = SpotMarket("ETHBTC", "ETH", "BTC")
@@ -106,6 +124,7 @@ class Trade:
     time: int
     is_buyer: bool
     is_maker: bool
+    order_list_id: int = -1
 
     def as_fill(self) -> dict[str, Any]:
         return {
@@ -121,7 +140,7 @@ class Trade:
             "symbol": self.symbol,
             "id": self.id,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "price": _fmt(self.price),
             "qty": _fmt(self.qty),
             "quoteQty": _fmt(self.price * self.qty),
@@ -140,11 +159,15 @@ class Order:
     client_order_id: str
     symbol: str
     side: Literal["BUY", "SELL"]
-    type: Literal["MARKET", "LIMIT"]
+    type: OrderKind
     quantity: Decimal
     price: Decimal | None
     time: int
     status: str = "NEW"
+    stop_price: Decimal | None = None
+    #: A stop order waits for its stop price; once triggered it is a limit order.
+    triggered: bool = False
+    order_list_id: int = -1
     executed: Decimal = Decimal(0)
     quote_executed: Decimal = Decimal(0)
     update_time: int = 0
@@ -159,12 +182,17 @@ class Order:
     def remaining(self) -> Decimal:
         return self.quantity - self.executed
 
+    @property
+    def working(self) -> bool:
+        """On the book (a stop only once triggered)."""
+        return self.type not in _STOPS or self.triggered
+
     def as_json(self) -> dict[str, Any]:
         """GET /api/v3/order's answer (and RESULT's, plus `transactTime`)."""
         return {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id,
             "price": _fmt(self.price or Decimal(0)),
             "origQty": _fmt(self.quantity),
@@ -174,15 +202,63 @@ class Order:
             "timeInForce": "GTC",
             "type": self.type,
             "side": self.side,
-            "stopPrice": _fmt(Decimal(0)),
+            "stopPrice": _fmt(self.stop_price or Decimal(0)),
             "icebergQty": _fmt(Decimal(0)),
             "time": self.time,
             "updateTime": self.update_time or self.time,
-            "isWorking": True,
-            "workingTime": self.time,
+            "isWorking": self.working,
+            "workingTime": self.time if self.working else -1,
             "origQuoteOrderQty": _fmt(Decimal(0)),
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
+
+
+@dataclass
+class OrderList:
+    """An OCO: its legs are ordinary orders that carry its `orderListId`."""
+
+    order_list_id: int
+    list_client_order_id: str
+    symbol: str
+    legs: list[Order]
+    time: int
+
+    @property
+    def is_open(self) -> bool:
+        return any(leg.is_open for leg in self.legs)
+
+    def as_json(self, *, reports: bool) -> dict[str, Any]:
+        """The list as `GET /api/v3/orderList` shows it; `orderReports` as a placement
+        or a cancel answers with them."""
+        done = "ALL_DONE" if not self.is_open else None
+        answer: dict[str, Any] = {
+            "orderListId": self.order_list_id,
+            "contingencyType": "OCO",
+            "listStatusType": done or "EXEC_STARTED",
+            "listOrderStatus": done or "EXECUTING",
+            "listClientOrderId": self.list_client_order_id,
+            "transactionTime": max([self.time, *(leg.update_time for leg in self.legs)]),
+            "symbol": self.symbol,
+            "orders": [
+                {
+                    "symbol": leg.symbol,
+                    "orderId": leg.order_id,
+                    "clientOrderId": leg.client_order_id,
+                }
+                for leg in self.legs
+            ],
+        }
+        if reports:
+            answer["orderReports"] = [
+                {
+                    k: v
+                    for k, v in leg.as_json().items()
+                    if k not in ("time", "updateTime", "isWorking")
+                }
+                | {"transactTime": leg.update_time or leg.time}
+                for leg in self.legs
+            ]
+        return answer
 
 
 @dataclass
@@ -279,15 +355,18 @@ class FakeBinance:
             self.set_balance(asset, free)
         self.commission = commission
         self.orders: list[Order] = []
+        self.order_lists: list[OrderList] = []
         self.trades: list[Trade] = []
         self.requests: list[Hit] = []
         self._order_ids = itertools.count(1)
+        self._list_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._by_hand = itertools.count(1)
         self._rate_limited = 0
         self._rate_limit_only: tuple[str | None, str | None] = (None, None)
         self._retry_after = 0
         self._hang: set[tuple[str, str]] = set()
+        self._stall: set[tuple[str, str]] = set()
         self._released = asyncio.Event()
         self.app = Starlette(routes=self._routes())
         self.server = LocalServer(self.app, name="fake binance")
@@ -328,23 +407,63 @@ class FakeBinance:
         return self.wallets.setdefault(asset, Wallet())
 
     def fill_crossed(self) -> list[Order]:
-        """Fill every resting limit order the current price reached, at its limit."""
+        """Trigger every stop the current price reached (a triggered stop-limit fills
+        at once, as a taker at the current price, when its limit allows, else it
+        rests), and fill every resting limit order the price reached, at its limit.
+        An order list's other leg expires as one leg triggers or fills."""
         filled = []
-        for order in self.orders:
+        for order in list(self.orders):
             if not order.is_open or order.price is None:
                 continue
             price = self.prices[order.symbol]
             crossed = price <= order.price if order.side == "BUY" else price >= order.price
-            if crossed:
+            if not order.working:
+                if not self._reached(order, price):
+                    continue
+                order.triggered = True
+                order.update_time = _now_ms()
+                self._expire_siblings(order)
+                if crossed:
+                    self._execute(order, order.remaining, price, maker=False)
+                    filled.append(order)
+            elif crossed:
+                self._expire_siblings(order)
                 self._execute(order, order.remaining, order.price, maker=True)
                 filled.append(order)
         return filled
+
+    @staticmethod
+    def _reached(order: Order, price: Decimal) -> bool:
+        """Whether `price` triggers the stop order: a stop-loss when the price falls
+        to it (a sell) or rises to it (a buy), a take-profit the other way."""
+        assert order.stop_price is not None
+        falls_to = (order.type == "STOP_LOSS_LIMIT") == (order.side == "SELL")
+        return price <= order.stop_price if falls_to else price >= order.stop_price
+
+    def _list_of(self, order: Order) -> OrderList | None:
+        if order.order_list_id == -1:
+            return None
+        return next(x for x in self.order_lists if x.order_list_id == order.order_list_id)
+
+    def _expire_siblings(self, order: Order) -> None:
+        """`order` triggered or filled: the other legs of its list expire, and the
+        funds the list reserved once are now `order`'s."""
+        order_list = self._list_of(order)
+        for leg in order_list.legs if order_list else ():
+            if leg is order:
+                continue
+            order.locked += leg.locked
+            leg.locked = Decimal(0)
+            if leg.is_open:
+                leg.status = "EXPIRED"
+                leg.update_time = _now_ms()
 
     def fill_partially(self, client_order_id: str, quantity: Decimal) -> Order:
         """Fill `quantity` of the open order `client_order_id` at its limit price."""
         order = self.order(client_order_id)
         assert order.is_open and order.price is not None, f"{client_order_id} is not resting"
         assert 0 < quantity < order.remaining, "a partial fill leaves some of the order open"
+        self._expire_siblings(order)
         self._execute(order, quantity, order.price, maker=True)
         return order
 
@@ -370,6 +489,18 @@ class FakeBinance:
         """Carry out the next `method path` request but never answer it (the
         connection stays open until the client gives up)."""
         self._hang.add((method, path))
+
+    def stall_next(self, method: str, path: str) -> None:
+        """Hold the next `method path` request unanswered and never carry it out: the
+        request was lost on its way to the matching engine."""
+        self._stall.add((method, path))
+
+    def order_list(self, list_client_order_id: str) -> OrderList:
+        """The latest order list placed with this list client order id."""
+        for order_list in reversed(self.order_lists):
+            if order_list.list_client_order_id == list_client_order_id:
+                return order_list
+        raise KeyError(list_client_order_id)
 
     def sell_base_by_hand(self, symbol: str = "ETHBTC") -> Order | None:
         """Sell the account's whole free base balance at market, as a user on the
@@ -414,6 +545,16 @@ class FakeBinance:
                 methods=["POST", "GET", "DELETE"],
             ),
             Route("/api/v3/openOrders", self._endpoint(self._open_orders, signed=True)),
+            Route(
+                "/api/v3/orderList/oco",
+                self._endpoint(self._place_oco, signed=True),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/v3/orderList",
+                self._dispatch({"GET": self._query_list, "DELETE": self._cancel_list}),
+                methods=["GET", "DELETE"],
+            ),
             Route("/api/v3/account", self._endpoint(self._account, signed=True)),
             Route("/api/v3/myTrades", self._endpoint(self._my_trades, signed=True)),
         ]
@@ -438,6 +579,10 @@ class FakeBinance:
             params = dict(parse_qsl(raw_query, keep_blank_values=True))
             params |= dict(parse_qsl(raw_body, keep_blank_values=True))
             self.requests.append(Hit(request.method, request.url.path, params))
+            if (request.method, request.url.path) in self._stall:
+                self._stall.discard((request.method, request.url.path))
+                await self._released.wait()
+                return JSONResponse({"code": -1007, "msg": "Timeout."}, status_code=503)
             limited = self._rate_limit(request.method, request.url.path)
             if limited is not None:
                 return limited
@@ -556,7 +701,7 @@ class FakeBinance:
                 "TAKE_PROFIT_LIMIT",
             ],
             "icebergAllowed": True,
-            "ocoAllowed": True,
+            "ocoAllowed": market.oco_allowed,
             "otoAllowed": True,
             "quoteOrderQtyMarketAllowed": True,
             "allowTrailingStop": True,
@@ -633,31 +778,144 @@ class FakeBinance:
                 pass
             case _:
                 raise BinanceError(400, -1117, "Invalid side.")
-        kind: Literal["MARKET", "LIMIT"]
+        kind: OrderKind
         match params.get("type"):
-            case "MARKET" | "LIMIT" as kind:
+            case (
+                "MARKET" | "LIMIT" | "STOP_LOSS_LIMIT" | "TAKE_PROFIT_LIMIT" | "LIMIT_MAKER" as kind
+            ):
                 pass
             case _:
                 raise BinanceError(400, -1116, "Invalid orderType.")
         quantity = _decimal(params, "quantity")
         price: Decimal | None = None
-        if kind == "LIMIT":
+        stop: Decimal | None = None
+        if kind != "MARKET":
             price = _decimal(params, "price")
-            if params.get("timeInForce") != "GTC":
+            if kind != "LIMIT_MAKER" and params.get("timeInForce") != "GTC":
                 raise BinanceError(400, -1115, "Invalid timeInForce.")
-        client_id = params.get("newClientOrderId") or f"fake{next(self._by_hand)}"
+        if kind in _STOPS:
+            stop = _decimal(params, "stopPrice")
+            self._check_price(market, stop)
+        client_id = self._client_id(params, "newClientOrderId")
+        self._check_filters(market, quantity, price)
+        if any(o.is_open and o.client_order_id == client_id for o in self.orders):
+            raise BinanceError(400, -2010, "Duplicate order sent.")
+        current = self.prices[market.symbol]
+        if stop is not None:
+            probe = Order(0, client_id, market.symbol, side, kind, quantity, price, 0)
+            probe.stop_price = stop
+            if self._reached(probe, current):
+                raise BinanceError(400, -2010, "Order would trigger immediately.")
+        takes = price is not None and (price >= current if side == "BUY" else price <= current)
+        if kind == "LIMIT_MAKER" and takes:
+            raise BinanceError(400, -2010, "Order would immediately match and take.")
+        order = self._open(market, side, kind, quantity, price, client_id, stop=stop)
+        return self._placed(order, params.get("newOrderRespType", "ACK"))
+
+    def _client_id(self, params: Mapping[str, str], name: str) -> str:
+        client_id = params.get(name) or f"fake{next(self._by_hand)}"
         if not _CLIENT_ID.match(client_id):
             raise BinanceError(
                 400,
                 -1100,
-                "Illegal characters found in parameter 'newClientOrderId'; legal "
+                f"Illegal characters found in parameter '{name}'; legal "
                 "range is '^[a-zA-Z0-9-_]{1,36}$'.",
             )
-        self._check_filters(market, quantity, price)
-        if any(o.is_open and o.client_order_id == client_id for o in self.orders):
+        return client_id
+
+    def _check_price(self, market: SpotMarket, price: Decimal) -> None:
+        if (
+            not market.min_price <= price <= market.max_price
+            or (price - market.min_price) % market.tick_size
+        ):
+            raise _filter_failure("PRICE_FILTER")
+
+    async def _place_oco(self, params: dict[str, str]) -> Any:
+        """`POST /api/v3/orderList/oco`: a SELL pair above and below the last price
+        (the only side this fake takes: a spot position's protection)."""
+        market = self._market(params)
+        if not market.oco_allowed:
+            raise BinanceError(400, -1158, "OCO orders are not supported for this symbol.")
+        if params.get("side") != "SELL":
+            raise BinanceError(400, -1117, "Invalid side (this fake takes SELL OCOs only).")
+        quantity = _decimal(params, "quantity")
+        if params.get("aboveType") != "LIMIT_MAKER" or params.get("belowType") != "STOP_LOSS_LIMIT":
+            raise BinanceError(400, -1116, "Invalid orderType.")
+        above = _decimal(params, "abovePrice")
+        below_stop = _decimal(params, "belowStopPrice")
+        below = _decimal(params, "belowPrice")
+        if params.get("belowTimeInForce") != "GTC":
+            raise BinanceError(400, -1115, "Invalid timeInForce.")
+        list_id = self._client_id(params, "listClientOrderId")
+        above_id = self._client_id(params, "aboveClientOrderId")
+        below_id = self._client_id(params, "belowClientOrderId")
+        self._check_price(market, below_stop)
+        self._check_filters(market, quantity, above)
+        self._check_filters(market, quantity, below)
+        if not above > self.prices[market.symbol] > below_stop:
+            raise BinanceError(
+                400, -2010, "The relationship of the prices for the orders is not correct."
+            )
+        if above_id == below_id or any(
+            o.is_open and o.client_order_id in (above_id, below_id) for o in self.orders
+        ):
             raise BinanceError(400, -2010, "Duplicate order sent.")
-        order = self._open(market, side, kind, quantity, price, client_id)
-        return self._placed(order, params.get("newOrderRespType", "ACK"))
+        if any(x.is_open and x.list_client_order_id == list_id for x in self.order_lists):
+            raise BinanceError(400, -2010, "Duplicate order sent.")
+        wallet = self.balance(market.base)
+        if wallet.free < quantity:
+            raise _insufficient()
+        # One reservation for the list: only one leg can execute.
+        wallet.free -= quantity
+        wallet.locked += quantity
+        order_list_id = next(self._list_ids)
+        stop = self._new_order(market, "SELL", "STOP_LOSS_LIMIT", quantity, below, below_id)
+        stop.stop_price, stop.locked = below_stop, quantity
+        limit = self._new_order(market, "SELL", "LIMIT_MAKER", quantity, above, above_id)
+        for leg in (stop, limit):
+            leg.order_list_id = order_list_id
+        order_list = OrderList(order_list_id, list_id, market.symbol, [stop, limit], stop.time)
+        self.order_lists.append(order_list)
+        return order_list.as_json(reports=True)
+
+    def _find_list(self, params: Mapping[str, str]) -> OrderList | None:
+        list_id = params.get("orderListId")
+        client_id = params.get("listClientOrderId") or params.get("origClientOrderId")
+        if not list_id and not client_id:
+            raise BinanceError(
+                400,
+                -1102,
+                "Param 'listClientOrderId' or 'orderListId' must be sent, but both were "
+                "empty/null!",
+            )
+        for order_list in reversed(self.order_lists):
+            if list_id and str(order_list.order_list_id) == list_id:
+                return order_list
+            if not list_id and order_list.list_client_order_id == client_id:
+                return order_list
+        return None
+
+    async def _query_list(self, params: dict[str, str]) -> Any:
+        order_list = self._find_list(params)
+        if order_list is None:
+            raise BinanceError(400, -2018, "Order list does not exist.")
+        return order_list.as_json(reports=False)
+
+    async def _cancel_list(self, params: dict[str, str]) -> Any:
+        self._market(params)
+        order_list = self._find_list(params)
+        if order_list is None or not order_list.is_open:
+            raise BinanceError(400, -2011, "Unknown order list sent.")
+        self._cancel_legs(order_list)
+        return order_list.as_json(reports=True)
+
+    def _cancel_legs(self, order_list: OrderList) -> None:
+        now = _now_ms()
+        for leg in order_list.legs:
+            if leg.is_open:
+                leg.status = "CANCELED"
+                leg.update_time = now
+            self._unlock(leg)
 
     def _check_filters(self, market: SpotMarket, quantity: Decimal, price: Decimal | None) -> None:
         if (
@@ -677,7 +935,7 @@ class FakeBinance:
         self,
         market: SpotMarket,
         side: Literal["BUY", "SELL"],
-        kind: Literal["MARKET", "LIMIT"],
+        kind: OrderKind,
         quantity: Decimal,
         price: Decimal | None,
         client_id: str,
@@ -692,13 +950,17 @@ class FakeBinance:
         self,
         market: SpotMarket,
         side: Literal["BUY", "SELL"],
-        kind: Literal["MARKET", "LIMIT"],
+        kind: OrderKind,
         quantity: Decimal,
         price: Decimal | None,
         client_id: str,
+        *,
+        stop: Decimal | None = None,
     ) -> Order:
         current = self.prices[market.symbol]
-        marketable = price is None or (price >= current if side == "BUY" else price <= current)
+        marketable = kind in ("MARKET", "LIMIT") and (
+            price is None or (price >= current if side == "BUY" else price <= current)
+        )
         if marketable:
             # Taker: the whole quantity at the current price, paid from free funds.
             if side == "BUY":
@@ -720,7 +982,7 @@ class FakeBinance:
         wallet.free -= need
         wallet.locked += need
         order = self._new_order(market, side, kind, quantity, price, client_id)
-        order.locked = need
+        order.locked, order.stop_price = need, stop
         return order
 
     @property
@@ -761,6 +1023,7 @@ class FakeBinance:
             now,
             order.side == "BUY",
             maker,
+            order.order_list_id,
         )
         self.trades.append(trade)
         order.trades.append(trade)
@@ -849,6 +1112,10 @@ class FakeBinance:
         order = self._find(params)
         if order is None or not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
+        order_list = self._list_of(order)
+        if order_list is not None:
+            # Cancelling one leg of an order list cancels the whole list.
+            self._cancel_legs(order_list)
         order.status = "CANCELED"
         order.update_time = _now_ms()
         self._unlock(order)
@@ -857,7 +1124,7 @@ class FakeBinance:
             "symbol": order.symbol,
             "origClientOrderId": order.client_order_id,
             "orderId": order.order_id,
-            "orderListId": -1,
+            "orderListId": order.order_list_id,
             "clientOrderId": params.get("newClientOrderId") or f"cancel{order.order_id}",
             "transactTime": order.update_time,
             **{

@@ -459,12 +459,16 @@ async def test_ccxt_orders_are_sent_with_our_client_order_id(venue: CcxtHarness)
 
 
 async def test_ccxt_refuses_what_it_cannot_place_before_sending(venue: CcxtHarness) -> None:
-    stop = OrderRequest(
-        new_id(), SYMBOL, OrderSide.SELL, OrderType.STOP, QUANTITY, stop_price=Decimal("0.04")
-    )
-    assert not CcxtAdapter.capabilities.stop_orders
-    with pytest.raises(InvalidOrder, match="stop"):
-        await venue.adapter.place_order(stop)
+    assert not CcxtAdapter.capabilities.stop_orders, "not on every ccxt venue"
+    async with open_harness(markets=(SpotMarket("ETHBTC", "ETH", "BTC", oco_allowed=False),)) as h:
+        # A market without order lists: its stops are the service's to watch.
+        assert not h.adapter.holds_exits(SYMBOL)
+        stop = OrderRequest(
+            new_id(), SYMBOL, OrderSide.SELL, OrderType.STOP, QUANTITY, stop_price=Decimal("0.04")
+        )
+        with pytest.raises(InvalidOrder, match="stop"):
+            await h.adapter.place_order(stop)
+        assert not [r for r in h.binance.requests if r.method == "POST"]
     with pytest.raises(InvalidOrder, match="grid"):
         await venue.adapter.place_order(market_order(quantity=Decimal("0.00015")))
     with pytest.raises(InvalidOrder, match="grid"):
