@@ -161,7 +161,9 @@ def settings_class(command: list[str]) -> type[BaseSettings]:
     assert command[0] in SETTINGS_OF_COMMAND, (
         f"no settings class known for `ats {command[0]}`: add it to SETTINGS_OF_COMMAND"
     )
-    return SETTINGS_OF_SUBCOMMAND.get(tuple(command[:2]), SETTINGS_OF_COMMAND[command[0]])
+    if len(command) > 1 and (command[0], command[1]) in SETTINGS_OF_SUBCOMMAND:
+        return SETTINGS_OF_SUBCOMMAND[command[0], command[1]]
+    return SETTINGS_OF_COMMAND[command[0]]
 
 
 def setting_names(cls: type[BaseSettings]) -> set[str]:
