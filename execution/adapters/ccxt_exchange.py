@@ -739,8 +739,11 @@ class CcxtAdapter(ExchangeAdapter):
         if average is None and cost is not None and filled > 0:
             average = cost / filled
         side = OrderSide(str(order.get("side")).lower())
-        info = order.get("info")
-        native = _NATIVE_TYPES.get(str(info.get("type")) if isinstance(info, Mapping) else "")
+        raw = order.get("info")
+        info: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        native = _NATIVE_TYPES.get(str(info.get("type")))
+        if info.get("type") == "LIMIT_MAKER" and str(info.get("orderListId", -1)) != "-1":
+            native = OrderType.TAKE_PROFIT  # an OCO's take-profit leg
         kind = native or _ORDER_TYPES.get(str(order.get("type")).lower(), OrderType.LIMIT)
         status = order_status(order.get("status"), filled, amount)
         updated = (
@@ -780,7 +783,11 @@ class CcxtAdapter(ExchangeAdapter):
             limit_price=_positive(order.get("price"))
             if str(order.get("type")) == "limit"
             else None,
-            stop_price=_positive(order.get("triggerPrice")) if native else None,
+            stop_price=(
+                _positive(order.get("triggerPrice")) or _positive(order.get("price"))
+                if native
+                else None
+            ),
         )
 
     async def _fills(

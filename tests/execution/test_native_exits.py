@@ -7,18 +7,26 @@ The exchange is ccxt's real `binance` client against the local signed Binance se
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
+from execution.store import ExecutionStore
+from gateway.db import crud
+from shared.db.engine import create_engine
 from shared.db.models import FillRow, IncidentRow, OrderRow
 from shared.kernel.orders import OrderLeg, client_order_id
-from tests.conftest import Database, Gateway, eventually
+from shared.sdk import GatewayClient
+from tests.conftest import Database, Gateway, Spawn, eventually
 from tests.execution.conftest import Desk, close_desk, open_desk, read_rows
 from tests.fakes.binance import FakeBinance
 
@@ -241,3 +249,107 @@ async def test_an_oco_refused_by_the_exchange_leaves_the_position_watched(
         (watched,) = [o for o in binance.orders if o.side == "SELL"]
         assert watched.type == "MARKET" and watched.executed == QUANTITY
         assert binance.balance("ETH").free == 0
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        pytest.param(True, id="killed-after-storing-the-legs"),
+        pytest.param(False, id="killed-after-sending-the-oco"),
+    ],
+)
+async def test_killed_around_the_oco_one_list_after_restart(
+    gateway: Gateway, database: Database, tmp_path: Path, spawn: Spawn, lost: bool
+) -> None:
+    """`ats execution` SIGKILLed with the OCO request in flight: either it never
+    reached the exchange (`lost`: stalled, never carried out) or the exchange placed
+    it and the answer never came. Restarted, the service finds the legs by their
+    client order ids or sends the pair: exactly one list, no incident."""
+    async with FakeBinance(api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}) as binance:
+        async with gateway.state.sessionmaker() as s:
+            _, group_token = await crud.create_trading_group(session=s, name="desk", triggers=[])
+            await crud.create_trade_account(
+                session=s,
+                name="bin",
+                exchange="binance",
+                trading_groups=["desk"],
+                config=account_config(binance.url),
+                credentials_encrypted=gateway.state.credentials.seal(
+                    {"api_key": API_KEY, "secret": SECRET}
+                ),
+            )
+            _, exe_token = await crud.create_execution_service(
+                session=s, name="exe", trade_accounts=["bin"]
+            )
+            await s.commit()
+        await gateway.state.hub.reload_routing(notify=False)
+        env = {
+            **database.env(),
+            "ATS_DATA_DIR": str(gateway.settings.data_dir),
+            "ATS_EXECUTION_TOKEN": exe_token,
+            "ATS_ORDER_TIMEOUT": "120",
+            "ATS_SYNC_INTERVAL": "0.2",
+        }
+        log = tmp_path / "execution.log"
+        execution = spawn(["execution", "--gateway-url", gateway.ws_url], env, log)
+        engine = create_engine(database.url, schema=database.schema)
+        store = ExecutionStore(engine)
+        try:
+            await eventually(lambda: store.first_cash("bin"), timeout=30, message=f"start ({log})")
+            if lost:
+                binance.stall_next("POST", OCO)
+            else:
+                binance.hang_next("POST", OCO)
+            decision = uuid.uuid4()
+            group = GatewayClient(gateway.ws_url, token=group_token)
+            async with group:
+                await group.publish(
+                    "decision",
+                    {
+                        "symbol": "ETH/BTC",
+                        "action": "BUY",
+                        "confidence": 0.9,
+                        "entry": "0.05",
+                        "stop_loss": str(STOP),
+                        "take_profit": str(TARGET),
+                    },
+                    id=decision,
+                    ts=datetime.now(UTC),
+                )
+            legs = [client_order_id(decision, leg) for leg in PROTECTIVE_LEGS]
+
+            async def stored(status: str) -> bool:
+                found = [await _status(store, cid) for cid in legs]
+                return found == [status, status]
+
+            await eventually(lambda: stored("submitted"), message="both legs stored")
+            await eventually(
+                lambda: any(h.path == OCO for h in binance.requests), message="the OCO sent"
+            )
+            assert len(binance.order_lists) == (0 if lost else 1)
+            execution.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(asyncio.to_thread(execution.wait), 30) != 0
+
+            execution = spawn(["execution", "--gateway-url", gateway.ws_url], env, log)
+            await eventually(lambda: stored("accepted"), timeout=30, message=f"found ({log})")
+            (order_list,) = binance.order_lists
+            assert [o.client_order_id for o in order_list.legs] == legs
+            assert order_list.is_open
+            sent = len([h for h in binance.requests if h.path == OCO])
+            assert sent == (2 if lost else 1), "sent again only when it never arrived"
+            assert binance.balance("ETH").locked == QUANTITY
+            async with store.sessions() as s:
+                incidents = (await s.scalars(select(IncidentRow))).all()
+            assert incidents == []
+        finally:
+            await engine.dispose()
+        execution.terminate()
+        assert await asyncio.wait_for(asyncio.to_thread(execution.wait), 30) == 0
+
+
+PROTECTIVE_LEGS = (OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT)
+
+
+async def _status(store: ExecutionStore, cid: str) -> Any:
+    async with store.sessions() as s:
+        return await s.scalar(select(OrderRow.status).where(OrderRow.client_order_id == cid))

@@ -1079,6 +1079,9 @@ class FakeBinance:
                 "selfTradePreventionMode",
             )
         }
+        if order.stop_price is not None:
+            # Binance's conditional fields appear only where they are set.
+            result["stopPrice"] = full["stopPrice"]
         if response_type == "FULL":
             result["fills"] = [t.as_fill() for t in order.trades]
         return result

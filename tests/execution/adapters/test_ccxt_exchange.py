@@ -47,6 +47,7 @@ from tests.execution.adapters.harness_ccxt import (
     QUANTITY,
     SECRET,
     CcxtHarness,
+    build_adapter,
     credentials,
     open_harness,
 )
@@ -591,3 +592,87 @@ def test_ccxt_error_messages_are_scrubbed() -> None:
 
     assert "abc123def" not in text and API_KEY not in text and SECRET not in text
     assert "signature=<redacted>" in text
+
+
+# ---------------------------------------------------------------- protective orders
+
+
+def exit_leg(kind: OrderType, stop: str, quantity: Decimal = QUANTITY) -> OrderRequest:
+    return OrderRequest(
+        new_id(), SYMBOL, OrderSide.SELL, kind, quantity, stop_price=Decimal(stop), parent_id="p"
+    )
+
+
+async def bought(venue: CcxtHarness) -> None:
+    await venue.adapter.place_order(market_order())
+
+
+async def test_ccxt_a_lone_stop_is_a_stop_loss_limit_with_the_allowance() -> None:
+    async with open_harness() as venue:
+        await venue.adapter.close()
+        venue.adapter = build_adapter(venue.binance.url, credentials(), stop_limit_allowance_bps=50)
+        await venue.adapter.start()
+        await bought(venue)
+        stop = exit_leg(OrderType.STOP, "0.04")
+        (report,) = await venue.adapter.place_exits(stop, None)
+        assert report.status is OrderStatus.ACCEPTED and report.type is OrderType.STOP
+        assert report.stop_price == Decimal("0.04") and report.limit_price == Decimal("0.0398")
+        posted = [h for h in venue.binance.requests if h.method == "POST"][-1]
+        assert posted.path == ORDER
+        assert posted.params["type"] == "STOP_LOSS_LIMIT"
+        assert posted.params["stopPrice"] == "0.04" and posted.params["price"] == "0.0398"
+        assert posted.params["newClientOrderId"] == stop.client_order_id
+        venue.binance.set_price(Decimal("0.0399"))
+        venue.binance.fill_crossed()
+        sold = await venue.adapter.fetch_order(SYMBOL, stop.client_order_id)
+        assert sold.status is OrderStatus.FILLED and sold.average_price == Decimal("0.0399")
+
+
+async def test_ccxt_a_lone_target_is_a_take_profit_limit(venue: CcxtHarness) -> None:
+    await bought(venue)
+    target = exit_leg(OrderType.TAKE_PROFIT, "0.06")
+    (report,) = await venue.adapter.place_exits(None, target)
+    assert report.type is OrderType.TAKE_PROFIT and report.stop_price == Decimal("0.06")
+    posted = [h for h in venue.binance.requests if h.method == "POST"][-1]
+    assert posted.params["type"] == "TAKE_PROFIT_LIMIT"
+    assert posted.params["stopPrice"] == posted.params["price"] == "0.06"
+    venue.binance.set_price(Decimal("0.061"))
+    venue.binance.fill_crossed()
+    sold = await venue.adapter.fetch_order(SYMBOL, target.client_order_id)
+    assert sold.status is OrderStatus.FILLED and sold.filled_quantity == QUANTITY
+
+
+async def test_ccxt_an_oco_on_the_wrong_side_of_the_price_is_refused(venue: CcxtHarness) -> None:
+    await bought(venue)
+    stop = exit_leg(OrderType.STOP, "0.051")  # above the price of 0.05: already crossed
+    target = exit_leg(OrderType.TAKE_PROFIT, "0.06")
+    with pytest.raises(InvalidOrder, match="relationship of the prices"):
+        await venue.adapter.place_exits(stop, target)
+    assert venue.binance.order_lists == []
+    assert venue.binance.balance("ETH").locked == 0
+
+
+async def test_ccxt_an_oco_needs_the_position(venue: CcxtHarness) -> None:
+    with pytest.raises(InsufficientFunds):
+        await venue.adapter.place_exits(
+            exit_leg(OrderType.STOP, "0.04"), exit_leg(OrderType.TAKE_PROFIT, "0.06")
+        )
+
+
+async def test_ccxt_cancelling_one_oco_leg_cancels_both(venue: CcxtHarness) -> None:
+    await bought(venue)
+    stop, target = exit_leg(OrderType.STOP, "0.04"), exit_leg(OrderType.TAKE_PROFIT, "0.06")
+    await venue.adapter.place_exits(stop, target)
+    canceled = await venue.adapter.cancel_order(SYMBOL, target.client_order_id)
+    assert canceled.status is OrderStatus.CANCELED
+    other = await venue.adapter.cancel_order(SYMBOL, stop.client_order_id)
+    assert other.status is OrderStatus.CANCELED
+    assert venue.binance.balance("ETH").free == QUANTITY
+    assert await venue.adapter.open_orders() == []
+
+
+def test_ccxt_stop_limit_allowance_is_checked() -> None:
+    with pytest.raises(AdapterConfigError, match="stop_limit_allowance_bps"):
+        build_adapter("http://127.0.0.1:1", credentials(), stop_limit_allowance_bps=-5)
+    with pytest.raises(AdapterConfigError, match="stop_limit_allowance_bps"):
+        build_adapter("http://127.0.0.1:1", credentials(), stop_limit_allowance_bps="wide")

@@ -213,3 +213,46 @@ async def test_bad_credentials_are_typed_and_never_shown(harness: Harness) -> No
     text = f"{caught.value!s} {caught.value!r}"
     for secret in (*harness.secrets(), *wrong.values()):
         assert secret not in text
+
+
+async def test_a_protective_pair_sells_the_position_once(harness: Harness) -> None:
+    """Where the venue holds exits, `place_exits` places a stop-loss and a take-profit
+    that cancel each other: the stop sells the position once, the target ends."""
+    if not harness.adapter.holds_exits(harness.symbol):
+        pytest.skip(f"{harness.name} holds no exits there: the service watches them")
+    before = await position(harness)
+    entry = await filled(harness, await harness.adapter.place_order(market(harness, OrderSide.BUY)))
+    rules = await harness.adapter.market_rules(harness.symbol)
+    decision = uuid.uuid4()
+
+    def leg(leg: OrderLeg, kind: OrderType, factor: str) -> OrderRequest:
+        return OrderRequest(
+            client_order_id(decision, leg),
+            harness.symbol,
+            OrderSide.SELL,
+            kind,
+            entry.filled_quantity,
+            stop_price=round_price(harness.price * Decimal(factor), rules),
+            parent_id=entry.client_order_id,
+        )
+
+    stop = leg(OrderLeg.STOP_LOSS, OrderType.STOP, "0.96")
+    target = leg(OrderLeg.TAKE_PROFIT, OrderType.TAKE_PROFIT, "1.1")
+    ids = {stop.client_order_id, target.client_order_id}
+    placed = await harness.adapter.place_exits(stop, target)
+    assert {r.client_order_id for r in placed} == ids
+    assert {r.status for r in placed} == {OrderStatus.ACCEPTED}
+    again = await harness.adapter.place_exits(stop, target)
+    assert {r.client_order_id for r in again} == ids, "placed again: the same pair"
+    assert ids <= {o.client_order_id for o in await harness.adapter.open_orders(harness.symbol)}
+    # Through the stop, within a stop-limit's allowance of 1 % below it.
+    await harness.move_price(round_price(harness.price * Decimal("0.955"), rules))
+    await harness.settle()
+    sold = await harness.adapter.fetch_order(harness.symbol, stop.client_order_id)
+    assert sold.status is OrderStatus.FILLED
+    assert sold.filled_quantity == entry.filled_quantity
+    ended = await harness.adapter.fetch_order(harness.symbol, target.client_order_id)
+    assert ended.status in {OrderStatus.CANCELED, OrderStatus.EXPIRED}
+    assert ended.filled_quantity == 0
+    assert await position(harness) == before
+    assert not ids & {o.client_order_id for o in await harness.adapter.open_orders()}
