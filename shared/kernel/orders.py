@@ -48,6 +48,8 @@ from types import MappingProxyType
 from typing import Final
 from uuid import UUID
 
+from shared.kernel.frozen import fast_init
+
 
 class OrderStatus(StrEnum):
     NEW = "new"
@@ -161,6 +163,7 @@ def _aware(name: str, value: datetime) -> None:
         raise ValueError(f"{name} {value.isoformat()} must be timezone-aware (UTC)")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution of (part of) an order; `fee` is in the quote currency, the
@@ -193,6 +196,7 @@ class Fill:
         return self.quantity * self.price
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Order:
     """An order and everything known about its execution so far.
@@ -420,14 +424,15 @@ def client_order_id(decision_id: str | UUID, leg: OrderLeg | str = OrderLeg.ENTR
     Raises:
         ValueError: `decision_id` is empty or `leg` is not an `OrderLeg`.
     """
-    key = str(decision_id)
+    key = decision_id if type(decision_id) is str else str(decision_id)
     if not key:
         raise ValueError("client_order_id needs the decision id; it was empty")
-    try:
-        leg = OrderLeg(leg)
-    except ValueError:
-        known = ", ".join(OrderLeg)
-        raise ValueError(f"unknown order leg {leg!r}; use one of {known}") from None
+    if type(leg) is not OrderLeg:
+        try:
+            leg = OrderLeg(leg)
+        except ValueError:
+            known = ", ".join(OrderLeg)
+            raise ValueError(f"unknown order leg {leg!r}; use one of {known}") from None
     digest = hashlib.sha256(f"{key}\x1f{leg.value}".encode()).hexdigest()[:_DIGEST_CHARS]
     return f"{CLIENT_ORDER_ID_PREFIX}{_LEG_TAGS[leg]}{digest}"
 

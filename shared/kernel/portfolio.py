@@ -38,6 +38,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from shared.kernel.frozen import fast_init
 from shared.kernel.orders import Fill, OrderLeg, OrderSide
 from shared.kernel.strategy import Outcome, Position
 
@@ -59,6 +60,7 @@ class Oversold(PortfolioError):
     code = "oversold"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Holding:
     """An open long position. `cost_basis` is the quote currency paid for the
@@ -83,6 +85,7 @@ class Holding:
         return Position(self.symbol, self.quantity, self.average_entry_price, self.opened_at)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
     """A sell of (part of) a position and what it earned.
@@ -124,6 +127,7 @@ class ClosedTrade:
         return Outcome(self.symbol, self.pnl, self.return_pct, self.closed_at, strategy)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Booking:
     """What applying one fill did: the position after it (None when flat) and, for a

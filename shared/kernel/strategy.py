@@ -19,6 +19,7 @@ from typing import Any, ClassVar, cast
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.events import Action
+from shared.kernel.frozen import fast_init
 from shared.market.candles import Candle
 from shared.market.indicators import IndicatorSpec
 
@@ -31,6 +32,7 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Position:
     """An open position the group holds (long-only on spot accounts)."""
@@ -42,6 +44,7 @@ class Position:
     side: str = "long"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A closed trade of the group: what its decisions earned."""
@@ -157,6 +160,7 @@ def new_context(
 _new_fields = object.__new__
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """A typed decision; `reasoning` is shown to operators as written."""

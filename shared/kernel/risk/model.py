@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.events import Action
+from shared.kernel.frozen import fast_init
 from shared.market.candles import timeframe_delta
 
 ZERO = Decimal(0)
@@ -52,6 +53,7 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TradeIntent:
     """A decision that asks to trade, as the risk engine sees it.
@@ -99,8 +101,13 @@ class TradeIntent:
             )
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"confidence {self.confidence} is outside 0..1")
-        for name in ("entry", "stop_loss", "take_profit", "quote_rate"):
-            value = getattr(self, name)
+        # Written out, not a loop over getattr: an intent is built per decision.
+        for name, value in (
+            ("entry", self.entry),
+            ("stop_loss", self.stop_loss),
+            ("take_profit", self.take_profit),
+            ("quote_rate", self.quote_rate),
+        ):
             if value is not None and not (value.is_finite() and value > 0):
                 raise ValueError(f"{name} {value} must be a positive price")
         if self.size_hint is not None and not (self.size_hint.is_finite() and self.size_hint >= 0):
@@ -126,6 +133,7 @@ class TradeIntent:
         return self.candle_time + timeframe_delta(self.timeframe)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OpenPosition:
     """An open long (or one lot of it) the account holds."""
@@ -136,6 +144,7 @@ class OpenPosition:
     opened_at: datetime | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
     """A recently closed trade: what it earned, in the account's currency, and whether
@@ -147,6 +156,7 @@ class ClosedTrade:
     stopped_out: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AccountState:
     """A snapshot of the trade account when the intent is checked.

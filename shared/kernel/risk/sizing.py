@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.events import Action
+from shared.kernel.frozen import fast_init
 from shared.kernel.risk.limits import FixedNotional, PercentOfEquity, RiskLimits, Sizing
 from shared.kernel.risk.model import ONE, ZERO, AccountState, MarketRules, TradeIntent
 from shared.kernel.risk.verdict import CheckResult, CheckStatus, RiskCheck, RiskReason
@@ -124,6 +125,7 @@ def sizing_quantity(
     return div_down(budget, (price - stop_loss) * rate)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Sized:
     """A quantity the market accepts, at a price it accepts."""

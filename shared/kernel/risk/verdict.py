@@ -11,6 +11,7 @@ from enum import Enum, StrEnum
 from typing import Any
 
 from shared.events import Action
+from shared.kernel.frozen import fast_init
 
 
 class RiskCheck(StrEnum):
@@ -75,6 +76,7 @@ class CheckStatus(StrEnum):
     REJECTED = "rejected"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One check's outcome, with the numbers it compared."""
@@ -86,6 +88,7 @@ class CheckResult:
     message: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RiskVerdict:
     """The engine's answer for one intent.
