@@ -24,7 +24,6 @@ candles makes (the parity test replays both).
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,8 +61,6 @@ from shared.kernel.risk.state import DEFAULT_LOOKBACK, account_state
 from shared.kernel.strategy import Outcome, Position, Strategy
 from shared.market.candles import Candle, timeframe_delta
 from shared.market.indicators import indicator_table
-
-DECISIONS = uuid.UUID("2f3d7a9c-5b1e-4c8a-9e6f-0a1b2c3d4e5f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +173,7 @@ class Backtest:
         # One symbol: index in `equity` where the current position's candles begin;
         # their entries hold the close until `_settle` turns them into equity.
         self._held_from: int | None = None
+        self._decisions = 0  # accepted decisions: their orders' ids
 
     # ------------------------------------------------------------------ the loop
 
@@ -390,7 +388,10 @@ class Backtest:
         if not verdict.accepted or verdict.quantity is None:
             self.rejections[verdict.reason.value if verdict.reason else "rejected"] += 1
             return
-        decision_id = uuid.uuid5(DECISIONS, f"{candle.symbol}|{candle.open_time.isoformat()}")
+        # Live, a decision's id is its event's UUID; here the decisions are numbered,
+        # which is as unique within the run and costs no hashing.
+        self._decisions += 1
+        decision_id = f"backtest-{self._decisions}"
         leg = OrderLeg.ENTRY if intent.is_entry else OrderLeg.EXIT
         if not intent.is_entry:
             market.exits = []
@@ -409,7 +410,7 @@ class Backtest:
             status=OrderStatus.SUBMITTED,
             updated_at=now,
             leg=leg,
-            decision_id=str(decision_id),
+            decision_id=decision_id,
             not_before=now,
         )
         market.pending.append(order)

@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 
 from shared.backtest import BacktestConfig, BacktestResult, run_backtest
-from shared.backtest.engine import DECISIONS
 from shared.events import Action
 from shared.kernel.engine import StrategyEngine
 from shared.kernel.fills import FillModelConfig, decimal_price, simulate, simulate_oco
@@ -52,6 +51,7 @@ from shared.market.indicators import INDICATOR_SPECS, IndicatorWindow, indicator
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
+DECISIONS = uuid.UUID("2f3d7a9c-5b1e-4c8a-9e6f-0a1b2c3d4e5f")
 
 
 def shipped(name: str, count: int | None = None) -> list[Candle]:
