@@ -59,6 +59,7 @@ import numba  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 
+from shared.backtest import decimals, fast_books
 from shared.backtest.engine import BacktestConfig, Progress, run_backtest
 from shared.backtest.result import BacktestResult, TradeRecord
 from shared.kernel.fills import FillModelConfig, decimal_price
@@ -274,6 +275,21 @@ def _curve(
     return out, held
 
 
+def _crosses(f: Floats, s: Floats, index: npt.NDArray[np.int64], kind: npt.NDArray[np.int8]) -> int:
+    count = 0
+    for i in range(1, len(f)):
+        f0, s0, f1, s1 = f[i - 1], s[i - 1], f[i], s[i]
+        if f0 <= s0 and f1 > s1:
+            index[count] = i
+            kind[count] = 1
+            count += 1
+        elif f0 >= s0 and f1 < s1:
+            index[count] = i
+            kind[count] = -1
+            count += 1
+    return count
+
+
 _scaling = _jit(_scaling)
 _means_by_integers = _jit(_means_by_integers)
 _fits = _jit(_fits)
@@ -282,6 +298,7 @@ _round = _jit(_round)
 _means_by_partials = _jit(_means_by_partials)
 _means = _jit(_means)
 _curve = _jit(_curve)
+_crosses = _jit(_crosses)
 
 
 def exact_means(closes: Sequence[float] | Floats, length: int) -> Floats:
@@ -476,10 +493,24 @@ def _run(
     rules = config.markets.get(data.symbol) or MarketRules.from_config(
         data.symbol, None, taker_fee=config.fill_model.taker_fee
     )
-    books = _Books(config.capital)
     market = _Market.of(rules, limits, config.fill_model)
-    _trade(data, _signals(data, parsed.fast, parsed.slow), books, market)
-    equity, exposure = _equity(data, books, config.capital, exact_curve)
+    index, kind = _signals(data, parsed.fast, parsed.slow)
+    booked = None if exact_curve else _compiled_books(data, index, kind, market, config.capital)
+    if booked is None:
+        books = _Books(config.capital)
+        _trade(data, list(zip(index.tolist(), kind.tolist(), strict=True)), books, market)
+        equity, exposure = _equity(data, books, config.capital, exact_curve)
+    else:
+        books = _Books(
+            booked.cash,
+            fees=booked.fees,
+            quantity=booked.quantity,
+            fills=booked.fills,
+            trades=booked.trades,
+            rejections=Counter(booked.rejections),
+        )
+        curve, held = _curve(data.closes, booked.starts, booked.curve_cash, booked.curve_quantity)
+        equity, exposure = curve.tolist(), int(held)
     # Portfolio.equity(): cash + the sum, from 0, of the holdings at the last close.
     last = decimal_price(data.close_list[-1])
     final = books.cash + (_ZERO + books.quantity * last if books.quantity else _ZERO)
@@ -508,17 +539,66 @@ def _run(
     )
 
 
-def _signals(data: FastData, fast: int, slow: int) -> list[tuple[int, int]]:
-    """(candle, +1 for a cross above, -1 below), in time order: the platform's
-    crossing convention (`crossed_above`, `crossed_below`); a missing value (NaN,
-    None in the engine) crosses nothing."""
-    f, s = data.sma(fast), data.sma(slow)
-    f0, s0, f1, s1 = f[:-1], s[:-1], f[1:], s[1:]
-    kind = np.zeros(len(f), np.int8)
-    kind[1:][(f0 <= s0) & (f1 > s1)] = 1
-    kind[1:][(f0 >= s0) & (f1 < s1)] = -1
-    where = np.flatnonzero(kind)
-    return list(zip(where.tolist(), kind[where].tolist(), strict=True))
+def _signals(
+    data: FastData, fast: int, slow: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """The candles where the averages cross, and +1 for a cross above, -1 below, in
+    time order: the platform's crossing convention (`crossed_above`,
+    `crossed_below`); a missing value (NaN, None in the engine) crosses nothing."""
+    index = np.empty(len(data.closes), np.int64)
+    kind = np.empty(len(data.closes), np.int8)
+    count = _crosses(data.sma(fast), data.sma(slow), index, kind)
+    return index[:count], kind[:count]
+
+
+def _compiled_books(
+    data: FastData,
+    index: npt.NDArray[np.int64],
+    kind: npt.NDArray[np.int8],
+    market: _Market,
+    capital: Decimal,
+) -> fast_books.Booked | None:
+    """The books of the signals' trades in compiled exact decimals
+    (`shared.backtest.fast_books`), or None where those cannot follow `Decimal`:
+    then `_trade` books them in Python."""
+    if not decimals.context_is_default():
+        return None
+    try:
+        constants = np.array(
+            [
+                fast_books.constant(capital),
+                fast_books.constant(market.fee),
+                fast_books.constant(market.buy_slip),
+                fast_books.constant(market.sell_slip),
+                fast_books.constant(market.price_unit),
+                fast_books.constant(market.tick),
+                fast_books.constant(market.grid),
+                fast_books.constant(market.min_amount),
+                fast_books.constant(market.min_notional),
+                fast_books.constant(market.max_amount),
+                fast_books.constant(market.unit_cost_rate),
+            ],
+            np.int64,
+        )
+        sizings = np.array(
+            [[int(percent), *decimals.from_decimal(amount)] for percent, amount in market.sizings],
+            np.int64,
+        )
+        last = len(data.closes) - 1
+        return fast_books.book(
+            symbol=data.symbol,
+            open_times=data.open_times,
+            last=last,
+            index=index,
+            kind=kind,
+            closes=decimals.as_written(data.closes[index]),
+            opens=decimals.as_written(data.opens[np.minimum(index + 1, last)]),
+            constants=constants,
+            sizings=sizings,
+            capital=float(capital),
+        )
+    except (OverflowError, ZeroDivisionError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,7 +727,7 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
         if pending >= 0:
             k = pending + 1
             pending = -1
-            quantity = pending_quantity
+            quantity = pending_quantity - _ZERO  # the order's remaining: less 0 filled
             if held:  # a sell: closes the whole position
                 price = dec(text(opens[k]))
                 if sell_slip is not None:

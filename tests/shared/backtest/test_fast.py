@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from shared.backtest import BacktestConfig, BacktestResult, run_backtest
+from shared.backtest import BacktestConfig, BacktestResult, fast, run_backtest
 from shared.backtest.fast import FastData, exact_means, run_fast, supports, sweep_fast, unsupported
 from shared.kernel.fills import FillModelConfig
-from shared.kernel.risk import MarketRules, RiskLimits
+from shared.kernel.risk import MarketRules, RiskLimits, merge_limits
 from shared.kernel.strategy import create_strategy
 from shared.market.candles import Candle
 from tests.shared.backtest.test_engine import shipped, walk
@@ -273,3 +275,136 @@ def test_exact_means_at_the_edge_of_the_integer_sum() -> None:
         want = _fsum_means(values, n)
         _same_bits(exact_means(values, n), want)
         _same_bits(data.sma(n), want)
+
+
+# --------------------------------------------------------------------------- the books
+
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _scaled(candles: list[Candle], factor: float) -> list[Candle]:
+    return [
+        replace(
+            c,
+            open=c.open * factor,
+            high=c.high * factor,
+            low=c.low * factor,
+            close=c.close * factor,
+        )
+        for c in candles
+    ]
+
+
+@st.composite
+def settings_of_a_run(draw: st.DrawFn) -> tuple[float, BacktestConfig]:
+    def maybe(values: list[Any]) -> Any:
+        return draw(st.sampled_from([None, *values]))
+
+    sizing: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        sizing.append(
+            {"method": "percent_equity", "pct": draw(st.sampled_from(["1", "10", "33.3", "100"]))}
+        )
+    if not sizing or draw(st.booleans()):
+        sizing.append(
+            {
+                "method": "fixed_notional",
+                "notional": draw(st.sampled_from(["50", "1000", "123.45", "0.37"])),
+            }
+        )
+    taker = Decimal(draw(st.sampled_from(["0", "0.0001", "0.00075", "0.001", "0.0025"])))
+    rules = {
+        "amount_precision": draw(st.sampled_from([None, 0, 2, 3, 3, 8, 8])),
+        "price_precision": draw(st.sampled_from([None, 2, 4, 8])),
+        "amount_step": maybe(["0.001", "0.25"]),
+        "price_tick": maybe(["0.01", "0.005"]),
+        "min_amount": maybe(["0.01"]),
+        "min_notional": maybe(["10"]),
+        "max_amount": maybe(["5", "0.5"]),
+    }
+    config = BacktestConfig(
+        capital=Decimal(draw(st.sampled_from(["10000", "1234.5678", "250"]))),
+        fill_model=FillModelConfig(
+            slippage_bps=Decimal(draw(st.sampled_from(["0", "1", "5", "12.5", "100"]))),
+            taker_fee=Decimal(draw(st.sampled_from(["0", "0.001", "0.00075"]))),
+        ),
+        risk=RiskLimits.model_validate({"sizing": sizing}),
+        markets={"SIM/USDT": MarketRules.from_config("SIM/USDT", rules, taker_fee=taker)},
+    )
+    return draw(st.sampled_from([1.0, 0.01, 3.7, 250.0])), config
+
+
+WALK = walk(1500, 5)
+
+
+@PROPERTY
+@given(settings_of_a_run(), st.sampled_from([(3, 7), (5, 20), (2, 4)]))
+def test_compiled_books_equal_the_engine_across_fees_slippage_sizing_and_rules(
+    run: tuple[float, BacktestConfig], pair: tuple[int, int]
+) -> None:
+    factor, config = run
+    candles = _scaled(WALK, factor)
+    params = {"fast": pair[0], "slow": pair[1]}
+    want = engine(candles, params, config)
+    event(f"trades: {'some' if want.trades else 'none'}; refusals: {sorted(want.rejections)}")
+    data = FastData.from_candles(candles)
+    got = run_fast("sma_cross", data, config, params=params, fallback=False)
+    assert_same_trades(got, want, curve_ulps=True)
+    # The books were kept compiled, not in Python's Decimal (which the exact curve uses).
+    assert _books_compiled(data, params, config)
+    in_python = run_fast("sma_cross", data, config, params=params, exact_curve=True)
+    assert_same_trades(in_python, want, curve_ulps=False)
+
+
+def _books_compiled(data: FastData, params: dict[str, Any], config: BacktestConfig) -> bool:
+    rules = config.markets["SIM/USDT"]
+    market = fast._Market.of(rules, merge_limits(config.risk, config.group_risk), config.fill_model)
+    index, kind = fast._signals(data, params["fast"], params["slow"])
+    return fast._compiled_books(data, index, kind, market, config.capital) is not None
+
+
+def test_books_fall_back_to_python_where_the_compiled_decimals_cannot_follow() -> None:
+    candles = walk(3000, 3)
+    params = {"fast": 3, "slow": 7}
+    # A capital of 40 digits does not fit the compiled decimals (36): Python books it.
+    config = BacktestConfig(capital=Decimal("1234567890123456789012345678901234567.891"))
+    data = FastData.from_candles(candles)
+    index, kind = fast._signals(data, 3, 7)
+    assert (
+        fast._compiled_books(
+            data,
+            index,
+            kind,
+            fast._Market.of(
+                MarketRules.from_config("SIM/USDT", None), RiskLimits(), config.fill_model
+            ),
+            config.capital,
+        )
+        is None
+    )
+    assert_same_trades(
+        run_fast("sma_cross", data, config, params=params, fallback=False),
+        engine(candles, params, config),
+        curve_ulps=True,
+    )
+
+
+def test_prices_repr_cannot_be_computed_for_are_read_by_repr() -> None:
+    # Below 1e-5 the compiled shortest repr hands the price to Python's repr.
+    candles = _scaled(walk(3000, 4), 1e-8)
+    params = {"fast": 3, "slow": 7}
+    config = BacktestConfig(
+        **BTC,
+        markets={
+            "SIM/USDT": MarketRules.from_config(
+                "SIM/USDT", {"price_precision": 12, "amount_precision": 2}
+            )
+        },
+    )
+    want = engine(candles, params, config)
+    assert len(want.trades) > 100
+    assert_same_trades(
+        run_fast("sma_cross", {"SIM/USDT": candles}, config, params=params, fallback=False),
+        want,
+        curve_ulps=True,
+    )
