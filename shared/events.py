@@ -293,6 +293,22 @@ class Ack(_Model):
     cursor: int | None = None
     config: dict[str, Any] | None = None
     limits: Limits | None = None
+    positions: list[HeldPosition] | None = Field(
+        default=None,
+        description="A trading group's connect ack only: the open positions execution "
+        "holds for its decisions, so a restarted group knows what it holds.",
+    )
+
+
+class HeldPosition(_Model):
+    """One open position of a trading group's trades, as execution last stored it."""
+
+    model_config = _SERVER_CONFIG
+    trade_account: str
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal | None = None
+    opened_at: datetime | None = None
 
 
 class Limits(_Model):

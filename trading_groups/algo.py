@@ -34,18 +34,18 @@ from shared.events import (
     Trace,
 )
 from shared.kernel.engine import StrategyEngine
-from shared.kernel.strategy import Decision, Outcome, Position, Strategy, strategy_names
+from shared.kernel.strategy import Decision, Outcome, Strategy, strategy_names
 from shared.logging import get_logger
 from shared.market.candles import Candle
 from shared.market.feeds import parse_feed_spec
 from shared.ml import build_strategy
 from shared.sdk import AckTimeout, GatewayClient, Unavailable
+from trading_groups.book import PositionBook
 from trading_groups.market import FeedCursor
 
 log = get_logger(__name__)
 
 DECISION_NAMESPACE = uuid.UUID("5d1f3f8e-7c1a-4b7e-9b61-3f6c8e2a9d44")
-_UNDO_STATUSES = frozenset({"rejected", "denied", "canceled", "cancelled", "expired"})
 _KEEP_CANDLES = 2000
 
 
@@ -98,7 +98,7 @@ class AlgoGroup:
         self.timeframe = timeframe
         self.budget_seconds = budget_seconds
         self.stats = GroupStats()
-        self.positions: dict[str, Position] = {}
+        self.book = PositionBook()
         self.outcomes: deque[Outcome] = deque(maxlen=200)
         self._markets: dict[str, _Market] = {}
         self._strategy: Strategy | None = None
@@ -189,6 +189,7 @@ class AlgoGroup:
 
     async def _on_signal(self, event: SignalEvent) -> None:
         self.stats.signals += 1
+        self.book.seed(self.client.positions)
         try:
             self.strategy  # noqa: B018 - resolve it now, to say why if it cannot be
         except ValueError as e:
@@ -227,7 +228,7 @@ class AlgoGroup:
         ctx = market.engine.context(
             now=market.candles[-1].close_time,
             signal=p.model_dump(mode="json"),
-            positions=list(self.positions.values()),
+            positions=self.book.held(),
             outcomes=list(self.outcomes),
         )
         decision = market.engine.decide(ctx)
@@ -278,34 +279,16 @@ class AlgoGroup:
             title=f"{decision.action.value} {symbol} ({self.strategy.name})",
         )
         self.stats.decisions += 1
-        self._book(symbol, decision, candle_time)
-
-    def _book(self, symbol: str, decision: Decision, when: datetime) -> None:
-        if decision.action is Action.BUY and symbol not in self.positions:
-            self.positions[symbol] = Position(
-                symbol, decision.size_hint or Decimal(1), decision.entry or Decimal(0), when
-            )
-        elif decision.action in (Action.SELL, Action.CLOSE):
-            self.positions.pop(symbol, None)
+        self.book.decided(symbol, decision.action, decision.size_hint, decision.entry, candle_time)
 
     async def on_order(self, event: OrderEvent) -> None:
         self.stats.orders += 1
+        self.book.seed(self.client.positions)
+        self.book.apply(event)
         p = event.payload
-        status = p.status.lower()
-        symbol = p.symbol
+        status, side, symbol = p.status.lower(), (p.side or "").lower(), p.symbol
         if symbol is None:
             return
-        side = (p.side or "").lower()
-        if status in _UNDO_STATUSES:
-            # The step the group booked did not happen: put the book back.
-            if side == "buy":
-                self.positions.pop(symbol, None)
-            elif side == "sell" and p.price is not None and p.quantity is not None:
-                self.positions[symbol] = Position(symbol, p.quantity, p.price, event.ts)
-        elif (
-            status == "filled" and side == "buy" and p.quantity is not None and p.price is not None
-        ):
-            self.positions[symbol] = Position(symbol, p.quantity, p.price, event.ts)
         pnl = (event.payload.model_extra or {}).get("realized_pnl")
         if status == "filled" and side == "sell" and pnl is not None:
             self.outcomes.append(

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from shared.db.models import (
     ClientCursor,
     EventRow,
     ExecutionServiceRow,
+    PositionRow,
     TokenRow,
     TradingGroupRow,
     TriggerRow,
@@ -346,9 +348,35 @@ class Hub:
                         "rate_burst": self.settings.ws_rate_burst,
                         "send_queue": self.settings.ws_send_queue,
                     },
+                    **(
+                        {"positions": await self._held(session.name)}
+                        if session.role is Role.TRADING_GROUP
+                        else {}
+                    ),
                 }
             ).decode()
         )
+
+    async def _held(self, group: str) -> list[dict[str, Any]]:
+        """The group's open positions as execution stored them: a group keeps its book
+        from order events, and a restarted one would otherwise start out flat while it
+        holds, never selling what it bought before."""
+        async with self.sessionmaker() as db:
+            rows = await db.scalars(
+                select(PositionRow)
+                .where(PositionRow.trading_group == group, PositionRow.quantity != Decimal(0))
+                .order_by(PositionRow.symbol, PositionRow.account)
+            )
+            return [
+                {
+                    "trade_account": r.account,
+                    "symbol": r.symbol,
+                    "quantity": str(r.quantity),
+                    "average_price": None if r.average_price is None else str(r.average_price),
+                    "opened_at": None if r.opened_at is None else _iso(r.opened_at),
+                }
+                for r in rows
+            ]
 
     async def _run_session(self, session: Session) -> None:
         """Reader and writer together; when one ends the other is cancelled."""

@@ -43,6 +43,7 @@ from shared.events import (
     DecisionEvent,
     DecisionEventIn,
     DeliveredEvent,
+    HeldPosition,
     Log,
     LogIn,
     LogLevel,
@@ -273,6 +274,12 @@ class GatewayClient:
     def config(self) -> dict[str, Any]:
         """This client's configuration, as of the last connect ack or config update."""
         return self._config
+
+    @property
+    def positions(self) -> list[HeldPosition]:
+        """A trading group's open positions as execution held them at the last connect
+        (empty for other roles, or a gateway that does not send them)."""
+        return list(self._hello.positions or []) if self._hello else []
 
     @property
     def connected(self) -> bool:

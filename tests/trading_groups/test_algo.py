@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas_ta as ta
 
+from shared.db.models import PositionRow
 from tests.conftest import TIMEOUT_FACTOR, Gateway, Spawn, eventually
 from tests.gateway.ws.wsclient import RawClient
 from tests.shared.kernel.test_strategy import expected_sma_trades
@@ -226,6 +229,49 @@ async def test_algo_group_given_only_a_strategy_takes_stored_params_of_that_stra
         assert applied[0]["data"]["params"] == {}
         assert "sma_cross" in applied[0]["message"]
         assert await _logs(api, "CONFIG_REJECTED") == []
+    assert group.poll() is None
+
+
+async def test_algo_group_started_while_holding_sells_what_execution_holds(
+    gateway: Gateway, tmp_path: Path, spawn: Spawn
+) -> None:
+    """A group restarted with a position open: the connect ack's positions seed its
+    book, so its first act is to sell on the next cross down, not to buy again."""
+    trig_token = await gateway.add_trigger("sma-eth")
+    group_token = await gateway.add_group("momentum", ["sma-eth"])
+    await gateway.add_account("paper-1", ["momentum"])
+    exec_token = await gateway.add_execution("exec-1", ["paper-1"])
+    async with gateway.state.sessionmaker() as db:
+        # As execution stored it before the group's restart.
+        db.add(
+            PositionRow(
+                account="paper-1",
+                symbol="ETH/BTC",
+                trading_group="momentum",
+                quantity=Decimal("3"),
+                average_price=Decimal("0.05"),
+                unrealized_pnl=Decimal(0),
+                realized_pnl=Decimal(0),
+                opened_at=datetime(2020, 1, 1, tzinfo=UTC),
+            )
+        )
+        await db.commit()
+    execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
+    group = spawn(
+        [
+            "group", "algo", "--gateway-url", gateway.ws_url,
+            "--strategy", "sma_cross", "--params", json.dumps({"fast": 10, "slow": 30}),
+            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
+        ],
+        {"ATS_TRADING_GROUP_TOKEN": group_token},
+        tmp_path / "group.log",
+    )  # fmt: skip
+    feed = Path("data/ETH-BTC_5m.csv")
+    await _run_trigger(spawn, gateway, trig_token, feed, 10, 30, tmp_path / "trigger.log")
+    want, _ = _long_only(_crossings(10, 30), holding=True)
+    assert want[0][1] == "SELL"  # what a flat group would never do first
+    await eventually(lambda: len(execution.events) >= len(want), timeout=60)
+    assert [_decided(e) for e in execution.events] == want
     assert group.poll() is None
 
 

@@ -49,7 +49,7 @@ from shared.events import (
     SignalEvent,
     Trace,
 )
-from shared.kernel.strategy import Decision, Position
+from shared.kernel.strategy import Decision
 from shared.llm.budget import LLM_BUDGET_EXCEEDED, Budget, BudgetExceeded
 from shared.llm.store import FINISHED, LlmStore
 from shared.logging import get_logger
@@ -57,6 +57,7 @@ from shared.market.candles import Candle
 from shared.market.feeds import parse_feed_spec
 from shared.market.indicators import IndicatorWindow
 from shared.sdk import AckTimeout, GatewayClient, GatewayError, Unavailable
+from trading_groups.book import PositionBook
 from trading_groups.llm.calls import Ledger, MemberFailed
 from trading_groups.llm.config import (
     LLMGroupConfig,
@@ -91,7 +92,6 @@ LLM_PRICE_UNKNOWN = "LLM_PRICE_UNKNOWN"
 LLM_REFLECTION = "LLM_REFLECTION"
 STRATEGY_NAME = "llm"
 
-_UNDO_STATUSES = frozenset({"rejected", "denied", "canceled", "cancelled", "expired"})
 _KEEP_CANDLES = 200
 #: Decision ids: UUID 5 of the group, the market and the candle (or the signal, for one
 #: without a candle) and the `id_epoch`, the algorithmic group's scheme in a namespace
@@ -159,7 +159,7 @@ class LLMGroup:
         self.clock = clock
         self.environ = os.environ if environ is None else environ
         self.stats = GroupStats()
-        self.positions: dict[str, Position] = {}
+        self.book = PositionBook()
         #: What execution reported of each decision, by decision id (for the prompts).
         self.outcomes: dict[str, str] = {}
         self.ledger = Ledger(
@@ -267,6 +267,7 @@ class LLMGroup:
                 await self._note(event, f"cannot decide: {type(e).__name__}: {e}")
 
     async def _on_signal(self, event: SignalEvent) -> None:
+        self.book.seed(self.client.positions)
         try:
             config = self.config
         except ValueError as e:
@@ -382,7 +383,7 @@ class LLMGroup:
             signal=signal,
             candles=candles,
             indicators=market.values if market else {},
-            positions=list(self.positions.values()),
+            positions=self.book.held(),
             decisions=decisions,
             reflections=lessons,
             market_note=note,
@@ -476,7 +477,9 @@ class LLMGroup:
         }
         await self._publish(decision, payload(data), trace)
         self.stats.decisions += 1
-        self._book(brief.symbol, d.action, d.size_hint, d.entry or last_close, candle_time)
+        self.book.decided(
+            brief.symbol, d.action, d.size_hint, d.entry or last_close, candle_time or self.clock()
+        )
 
     def _sayer(
         self,
@@ -523,22 +526,6 @@ class LLMGroup:
 
         return say
 
-    def _book(
-        self,
-        symbol: str,
-        action: Action,
-        size: Decimal | None,
-        price: Decimal | None,
-        when: datetime | None,
-    ) -> None:
-        # At once, as the algorithmic group does, corrected by the order events.
-        if action is Action.BUY and symbol not in self.positions:
-            self.positions[symbol] = Position(
-                symbol, size or Decimal(1), price or Decimal(0), when or self.clock()
-            )
-        elif action in (Action.SELL, Action.CLOSE):
-            self.positions.pop(symbol, None)
-
     # ------------------------------------------------------------------ orders
 
     async def on_order(self, event: OrderEvent) -> None:
@@ -550,19 +537,12 @@ class LLMGroup:
                 log.exception("order_failed", order=str(event.id))
 
     async def _on_order(self, event: OrderEvent) -> None:
+        self.book.seed(self.client.positions)
         p = event.payload
         status, side, symbol = p.status.lower(), (p.side or "").lower(), p.symbol
         if symbol is None:
             return
-        if status in _UNDO_STATUSES:
-            if side == "buy":
-                self.positions.pop(symbol, None)
-            elif side == "sell" and p.price is not None and p.quantity is not None:
-                self.positions[symbol] = Position(symbol, p.quantity, p.price, event.ts)
-        elif (
-            status == "filled" and side == "buy" and p.quantity is not None and p.price is not None
-        ):
-            self.positions[symbol] = Position(symbol, p.quantity, p.price, event.ts)
+        self.book.apply(event)
         extra = p.model_extra or {}
         pnl = _decimal(extra.get("realized_pnl"))
         cause = event.trace.causation_id

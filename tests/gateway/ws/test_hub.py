@@ -7,10 +7,14 @@ import base64
 import json
 import os
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from shared.db.models import PositionRow
+from shared.events import Ack
 from tests.conftest import Gateway, eventually
 from tests.gateway.ws.wsclient import RawClient, close_reason, decision, open_raw, order, signal
 
@@ -36,6 +40,61 @@ async def test_auth_valid_tokens_connect_with_their_config(gateway: Gateway) -> 
     assert exe.hello["config"]["trade_accounts"][0]["name"] == "paper-1"
     assert exe.hello["subscriptions"] == ["momentum"]
     for c in (trig, grp, exe):
+        await c.close()
+
+
+async def test_auth_group_connect_ack_carries_its_open_positions(gateway: Gateway) -> None:
+    """A restarted group learns what it holds from the ack: execution's stored book."""
+    t = await gateway.add_trigger("rsi-btc")
+    g = await gateway.add_group("momentum", ["rsi-btc"])
+    opened = datetime(2024, 3, 1, 12, 5, tzinfo=UTC)
+    rows = [
+        ("paper-1", "ETH/BTC", "momentum", "0.123456789012345678", "0.05", opened),
+        ("paper-2", "ETH/BTC", "momentum", "2", None, None),
+        ("paper-1", "LTC/BTC", "momentum", "0", "0.001", opened),  # closed: not held
+        ("paper-1", "XRP/BTC", "other", "5", "0.00001", opened),  # another group's
+    ]
+    async with gateway.state.sessionmaker() as db:
+        for account, symbol, group, quantity, price, at in rows:
+            db.add(
+                PositionRow(
+                    account=account,
+                    symbol=symbol,
+                    trading_group=group,
+                    quantity=Decimal(quantity),
+                    average_price=None if price is None else Decimal(price),
+                    unrealized_pnl=Decimal(0),
+                    realized_pnl=Decimal(0),
+                    opened_at=at,
+                )
+            )
+        await db.commit()
+
+    grp = await RawClient.connect(gateway.ws_url, bearer=g)
+    trig = await RawClient.connect(gateway.ws_url, param="trigger_token", token=t)
+
+    assert grp.hello["positions"] == [
+        {
+            "trade_account": "paper-1",
+            "symbol": "ETH/BTC",
+            "quantity": "0.123456789012345678",
+            "average_price": "0.05",
+            "opened_at": "2024-03-01T12:05:00Z",
+        },
+        {
+            "trade_account": "paper-2",
+            "symbol": "ETH/BTC",
+            "quantity": "2",
+            "average_price": None,
+            "opened_at": None,
+        },
+    ]
+    ack = Ack.model_validate(grp.hello)  # what the SDK reads
+    assert ack.positions is not None and ack.positions[0].quantity == Decimal(
+        "0.123456789012345678"
+    )
+    assert "positions" not in trig.hello
+    for c in (grp, trig):
         await c.close()
 
 
