@@ -31,7 +31,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -853,7 +853,8 @@ def run_llm_backtest(
     with run:
         result = run.run(
             candles if candles is not None else request.load(),
-            request.to_config(),
+            # The group's own limits, merged with the account's, as execution does live.
+            replace(request.to_config(), group_risk=config.risk),
             progress=progress,
         )
     return result, run.report

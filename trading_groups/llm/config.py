@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from shared.config import LLMSettings
 from shared.events import NAME_PATTERN
+from shared.kernel.risk import RiskLimits
 from shared.llm.client import ModelSpec
 from shared.llm.pricing import Price, PriceTable
 
@@ -178,6 +179,11 @@ class LLMGroupConfig(_Frozen):
     feeds: dict[str, str] = Field(default_factory=dict, max_length=200)
     timeframe: str = Field(default="5m", pattern=r"^[1-9][0-9]*[smhdw]$")
     id_epoch: str = Field(default="", max_length=64)
+    risk: RiskLimits | None = Field(
+        default=None,
+        description="The group's risk limits: execution merges them with each account's "
+        "(the stricter wins), as for an algorithmic group; the team does not read them.",
+    )
 
     @model_validator(mode="after")
     def _check_team(self) -> Self:

@@ -224,7 +224,7 @@ export function GroupEditor(props: EditorProps) {
   );
 }
 
-const LLM_ONLY = Object.keys(LLM.schema.properties ?? {}).filter((k) => !["feeds", "timeframe", "id_epoch"].includes(k));
+const LLM_ONLY = Object.keys(LLM.schema.properties ?? {}).filter((k) => !["feeds", "timeframe", "id_epoch", "risk"].includes(k));
 
 /** What of a config still means something once the group's kind changes: an LLM
  * group refuses unknown keys, and an algorithmic one ignores the team. */

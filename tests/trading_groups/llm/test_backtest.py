@@ -334,3 +334,18 @@ async def test_llm_backtest_token_budget_stops_the_calls_at_its_cap(
     assert report.budget_reason.startswith("the run's token budget is reached")
     assert report.to_json()["budget"]["tokens"] == cap
     assert report.to_json()["budget"]["cost"] is None
+
+
+async def test_llm_backtest_applies_the_groups_own_risk_limits(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    # The same `risk` key execution merges with the account's limits live: here a
+    # kill switch, so the team's every BUY is refused by the risk engine.
+    config = parse_config({**CONFIG, "risk": {"kill_switch": True}})
+    assert config.risk is not None and config.risk.kill_switch
+
+    result, report = await backtest(llm, tmp_path / "cache", config=config)
+
+    assert report.decided > 0, "the team decided; the group's limits refused the orders"
+    assert result.trades == []
+    assert result.rejections.get("kill_switch", 0) > 0
