@@ -219,6 +219,20 @@ def _down(x: Ints, k: int) -> tuple[int, bool]:
     return half, first != 0 or rest
 
 
+def _trailing_zeros(x: Ints) -> int:
+    """How many decimal zeros end a non-zero x."""
+    n = 0
+    i = 0
+    while x[i] == 0:
+        n += 9
+        i += 1
+    v = x[i]
+    while v % 10 == 0:
+        v //= 10
+        n += 1
+    return n
+
+
 def _inc(x: Ints) -> None:
     i = 0
     while i < LIMBS:
@@ -424,6 +438,8 @@ def _fix(negative: int, exponent: int, x: Ints, mode: int) -> Dec:
 
 def mul(w: Ints, a: Dec, b: Dec) -> Dec:
     """a * b."""
+    if b[1] == 0 and b[2] == 1 and b[3] == 0 and b[4] == 0 and b[5] == 0 and a[5] < 10:
+        return (a[0] ^ b[0], a[1], a[2], a[3], a[4], a[5])  # times 1: exact, <= 28 digits
     x, y, p = w[0], w[1], w[2]
     _load(x, a)
     _load(y, b)
@@ -439,6 +455,8 @@ def add(w: Ints, a: Dec, b: Dec) -> Dec:
         if is_zero(a) and is_zero(b):
             return (a[0] & b[0], exponent, 0, 0, 0, 0)
         other = b if is_zero(a) else a
+        if other[1] <= exponent and other[5] < 10:
+            return other  # plus a zero of no finer exponent: itself (<= 28 digits)
         _load(x, other)
         exponent = max(exponent, other[1] - PRECISION - 1)
         _up(x, other[1] - exponent)
@@ -518,10 +536,11 @@ def div(w: Ints, a: Dec, b: Dec, mode: int) -> Dec:
         if q[0] % 5 == 0:
             q[0] += 1  # inexact: the last digit, always dropped, says so
     else:
-        ideal = a[1] - b[1]
-        while exponent < ideal and q[0] % 10 == 0:
-            _down(q, 1)
-            exponent += 1
+        # Exact: as near the ideal exponent as trailing zeros allow, in one shift.
+        strip = min(_trailing_zeros(q), a[1] - b[1] - exponent)
+        if strip > 0:
+            _down(q, strip)
+            exponent += strip
     return _fix(negative, exponent, q, mode)
 
 
@@ -560,6 +579,69 @@ def to_float(a: Dec) -> float:
         v *= 10.0**e
     else:
         v /= 10.0**-e
+    return -v if a[0] else v
+
+
+def _times_power_of_two(x: Ints, k: int) -> None:
+    while k > 0:
+        step = min(k, 29)
+        m = 1 << step
+        carry = 0
+        for i in range(LIMBS):
+            v = x[i] * m + carry
+            x[i] = v % BASE
+            carry = v // BASE
+        k -= step
+
+
+def _round_bits(q: int, dropped: bool) -> tuple[int, int]:
+    """q (of 54 to 62 bits, `dropped`: a non-zero fraction below it) rounded to 53
+    bits, half-even: (the 53 bits, how many were dropped); (0, -1) under 54 bits."""
+    bits = 0
+    while bits < 63 and (q >> bits) != 0:
+        bits += 1
+    if bits < 54:
+        return 0, -1
+    drop = bits - 53
+    mantissa = q >> drop
+    guard = (q >> (drop - 1)) & 1
+    below = dropped or (q & ((1 << (drop - 1)) - 1)) != 0
+    if guard and (below or mantissa & 1):
+        mantissa += 1
+    return mantissa, drop
+
+
+def exact_float(w: Ints, a: Dec) -> float:
+    """float(Decimal): the nearest double (ties to even), or NaN where this cannot say
+    (magnitudes past 2**55 or below about 1e-45): convert in Python then.
+
+    With k such that V = a x 2**k lies in [2**54, 2**56): q = floor(V), exactly, is
+    the coefficient times 2**k with the exponent's digits dropped; its 54-55 bits, the
+    bits beyond 53 and whether any dropped digit was non-zero round it once."""
+    if is_zero(a):
+        return -0.0 if a[0] else 0.0
+    _, binary = math.frexp(to_float(a))  # within a few ulps: k may be one off
+    k = 55 - binary
+    if k < 0 or k > 180:
+        return math.nan
+    x = w[0]
+    _load(x, a)
+    if a[1] > 0:
+        _up(x, a[1])
+    if _ndigits(x) + (k * 3) // 10 + 2 > CAPACITY:
+        return math.nan
+    _times_power_of_two(x, k)
+    _, dropped = _down(x, -a[1]) if a[1] < 0 else (0, False)
+    for i in range(3, LIMBS):
+        if x[i] != 0:
+            return math.nan
+    q = x[0] + BASE * (x[1] + BASE * x[2])
+    if q >= 1 << 62:
+        return math.nan
+    mantissa, drop = _round_bits(q, dropped)
+    if drop < 0:
+        return math.nan
+    v = math.ldexp(float(mantissa), drop - k)
     return -v if a[0] else v
 
 
@@ -761,6 +843,7 @@ _load = _jit(_load)
 _pack = _jit(_pack)
 _up = _jit(_up)
 _down = _jit(_down)
+_trailing_zeros = _jit(_trailing_zeros)
 _inc = _jit(_inc)
 _cmp = _jit(_cmp)
 _add = _jit(_add)
@@ -783,6 +866,9 @@ div = _jit(div)
 quantize = _jit(quantize)
 to_integral = _jit(to_integral)
 to_float = _jit(to_float)
+_times_power_of_two = _jit(_times_power_of_two)
+_round_bits = _jit(_round_bits)
+exact_float = _jit(exact_float)
 write = _jit(write)
 _wide = _jit(_wide)
 _shift_right = _jit(_shift_right)

@@ -14,6 +14,7 @@ OverflowError: `fast` then books the run in Python's `Decimal` instead.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -136,6 +137,14 @@ def _size_entry(w: Ints, constants: Ints, sizings: Ints, cash: Dec, entry: Dec) 
     return _fit(w, constants, quantity, price, by_cash)
 
 
+def _exactly(w: Ints, a: Dec) -> float:
+    """float(a), correctly rounded; OverflowError where `exact_float` cannot say."""
+    v = dec.exact_float(w, a)
+    if math.isnan(v):
+        raise OverflowError("a float the compiled books cannot round")
+    return v
+
+
 def _sell(
     w: Ints, constants: Ints, price: Dec, quantity: Dec, cash: Dec, cost_basis: Dec
 ) -> tuple[Dec, Dec, Dec, Dec, Dec]:
@@ -144,8 +153,9 @@ def _sell(
     cash after)."""
     if constants[SELL_SLIP, 0]:
         price = dec.mul(w, price, _row(constants, SELL_SLIP))
-    fee = dec.mul(w, dec.mul(w, price, quantity), _row(constants, FEE))
-    proceeds = dec.sub(w, dec.mul(w, quantity, price), fee)
+    value = dec.mul(w, quantity, price)  # price x quantity: the same digits and exponent
+    fee = dec.mul(w, value, _row(constants, FEE))
+    proceeds = dec.sub(w, value, fee)
     pnl = dec.sub(w, proceeds, cost_basis)
     cash = dec.add(w, cash, proceeds)
     ratio = dec.ZERO
@@ -158,8 +168,9 @@ def _buy(w: Ints, constants: Ints, price: Dec, quantity: Dec) -> tuple[Dec, Dec,
     """A market buy's (price, fee, cost): `simulate` and `Portfolio.apply`'s cost."""
     if constants[BUY_SLIP, 0]:
         price = dec.mul(w, price, _row(constants, BUY_SLIP))
-    fee = dec.mul(w, dec.mul(w, price, quantity), _row(constants, FEE))
-    return price, fee, dec.add(w, dec.mul(w, quantity, price), fee)
+    value = dec.mul(w, quantity, price)  # price x quantity: the same digits and exponent
+    fee = dec.mul(w, value, _row(constants, FEE))
+    return price, fee, dec.add(w, value, fee)
 
 
 def _decide(
@@ -185,6 +196,7 @@ def _book(
     constants: Ints,
     sizings: Ints,
     candles: Ints,
+    returns: npt.NDArray[np.float64],
     changes: npt.NDArray[np.float64],
     counts: Ints,
     text: npt.NDArray[np.uint8],
@@ -226,16 +238,15 @@ def _book(
                 at = dec.write(price, text, at)
                 at = dec.write(pnl, text, at)
                 at = dec.write(dec.add(w, entry_fee, fee), text, at)
-                at = dec.write(ratio, text, at)
+                returns[trades] = _exactly(w, ratio)
                 trades += 1
                 held = bought = cost_basis = entry_fee = dec.ZERO
                 fills += 1
                 changes[n_changes, 0] = k
                 changes[n_changes, 1] = 1.0
-                changes[n_changes, 2] = dec.to_float(cash)
+                changes[n_changes, 2] = _exactly(w, cash)  # a flat account's equity
                 changes[n_changes, 3] = 0.0
                 n_changes += 1
-                at = dec.write(cash, text, at)
             else:
                 price, fee, cost = _buy(w, constants, price, quantity)
                 if dec.compare(w, cost, cash) > 0:
@@ -276,6 +287,7 @@ _price = _jit(_price)
 _round_price = _jit(_round_price)
 _fit = _jit(_fit)
 _size_entry = _jit(_size_entry)
+_exactly = _jit(_exactly)
 _sell = _jit(_sell)
 _buy = _jit(_buy)
 _decide = _jit(_decide)
@@ -350,17 +362,30 @@ def book(
     Raises OverflowError where the compiled decimals cannot follow."""
     n = len(index)
     candles = np.empty((n // 2 + 1, 2), np.int64)
+    returns = np.empty(n // 2 + 1, np.float64)
     changes = np.empty((n + 1, 4), np.float64)
     counts = np.zeros(9, np.int64)
-    text = np.empty((n * 7 + 3) * _TEXT_PER_VALUE, np.uint8)
-    _book(last, index, kind, closes, opens, constants, sizings, candles, changes, counts, text)
+    text = np.empty((n * 5 + 3) * _TEXT_PER_VALUE, np.uint8)
+    _book(
+        last,
+        index,
+        kind,
+        closes,
+        opens,
+        constants,
+        sizings,
+        candles,
+        returns,
+        changes,
+        counts,
+        text,
+    )
     trades, n_changes = int(counts[TRADES]), int(counts[CHANGES])
     words = text[: counts[TEXT]].tobytes().decode("ascii").split()
-    # Per trade six values, then the cash of the flat account it leaves; then the end.
-    per_trade = [words[j : 7 * trades : 7] for j in range(6)]
-    flat_cash = words[6 : 7 * trades : 7]
-    quantity, entry_price, exit_price, pnl, fees = (list(map(Decimal, v)) for v in per_trade[:5])
-    returns = list(map(float, per_trade[5]))
+    # Per trade five values; then the cash, fees and quantity held at the end.
+    quantity, entry_price, exit_price, pnl, fees = (
+        list(map(Decimal, words[j : 5 * trades : 5])) for j in range(5)
+    )
     times = open_times.__getitem__
     records = _records(
         (
@@ -371,17 +396,14 @@ def book(
             entry_price,
             exit_price,
             pnl,
-            returns,
+            returns[:trades].tolist(),
             fees,
             repeat(_EXIT, trades),
         ),
         trades,
     )
-    cash, total_fees, held = map(Decimal, words[7 * trades : 7 * trades + 3])
+    cash, total_fees, held = map(Decimal, words[5 * trades : 5 * trades + 3])
     stretches = changes[:n_changes]
-    flat = stretches[:, 1] != 0
-    curve_cash = np.concatenate(([capital], stretches[:, 2]))
-    curve_cash[1:][flat] = list(map(float, flat_cash))  # a flat account's equity: exact
     return Booked(
         cash=cash,
         fees=total_fees,
@@ -390,6 +412,6 @@ def book(
         trades=records,
         rejections={REASONS[c]: int(counts[c]) for c in REASONS if counts[c]},
         starts=np.concatenate(([0], stretches[:, 0].astype(np.int64))),
-        curve_cash=curve_cash,
+        curve_cash=np.concatenate(([capital], stretches[:, 2])),
         curve_quantity=np.concatenate(([0.0], stretches[:, 3])),
     )

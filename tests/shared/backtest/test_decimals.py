@@ -152,3 +152,20 @@ def test_shortest_is_repr_on_random_bits() -> None:
     low, high = 0x3EE0000000000000, 0x4340000000000000  # about 1e-5 .. 2**53
     bits = np.array([rng.randrange(low, high) for _ in range(100_000)], dtype=np.int64)
     _check_written(bits.view(np.float64).tolist())
+
+
+@PROPERTY
+@given(decimals(28))
+def test_exact_float_is_float_of_the_decimal_or_says_it_cannot(a: Decimal) -> None:
+    got = dec.exact_float(dec.scratch(), dec.from_decimal(a))
+    if math.isnan(got):  # out of its range: Python converts
+        assert not 1e-40 < abs(a) < 2**54
+    else:
+        assert got == float(a) and math.copysign(1, got) == math.copysign(1, float(a))
+
+
+def test_exact_float_rounds_ties_to_even() -> None:
+    w = dec.scratch()
+    for text in ["9007199254740993", "9007199254740995", "0.1", "2.5E-20", "123456789.987654321"]:
+        for value in (Decimal(text), -Decimal(text)):
+            assert dec.exact_float(w, dec.from_decimal(value)) == float(value)
