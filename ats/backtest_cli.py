@@ -437,6 +437,11 @@ def _summary(result: BacktestResult) -> list[str]:
             f"worst {worst.pnl:+.8f} {result.currency} ({worst.symbol}, "
             f"{_at(worst.exit_time)}); average hold {duration(held)}",
         ]
+    for t in result.open_trades:
+        lines.append(
+            f"open at the end: {t.quantity} {t.symbol} since {_at(t.entry_time)}, unrealized "
+            f"{t.pnl:+.8f} {result.currency} at the last close (exit reason end, not a trade)"
+        )
     if result.rejections:
         refused = ", ".join(f"{k} {v}" for k, v in sorted(result.rejections.items()))
         lines.append(f"risk refusals: {refused}")

@@ -48,7 +48,7 @@ from shared.kernel.orders import (
     exit_orders,
     transition,
 )
-from shared.kernel.portfolio import Portfolio
+from shared.kernel.portfolio import Holding, Portfolio, PortfolioError
 from shared.kernel.risk import (
     MarketRules,
     Mode,
@@ -174,6 +174,10 @@ class Backtest:
         # their entries hold the close until `_settle` turns them into equity.
         self._held_from: int | None = None
         self._decisions = 0  # accepted decisions: their orders' ids
+        # Several symbols: the bar time being replayed, and whether a position was
+        # open after its latest candle (see `_run_many`).
+        self._exposure_time: datetime | None = None
+        self._exposed = False
 
     # ------------------------------------------------------------------ the loop
 
@@ -196,6 +200,8 @@ class Backtest:
                 self._run_many(islice(ordered, step))
                 if progress is not None and self.bars % step == 0:
                     progress(self.bars, total)
+            self.exposure_bars += self._exposed  # the last time
+            self._exposed = False
         if progress is not None:
             progress(self.bars, total)
         return self.result()
@@ -266,9 +272,14 @@ class Backtest:
             self.equity_times.append(now)
             if held:
                 self.equity.append(float(portfolio.equity()))
-                self.exposure_bars += 1
             else:
                 self.equity.append(self._flat_equity)
+            # Exposure is per bar time, not per symbol's candle: a time counts when a
+            # position is open after its last candle, when every market has moved.
+            if now != self._exposure_time:
+                self.exposure_bars += self._exposed
+                self._exposure_time = now
+            self._exposed = held > 0
             self.bars += 1
 
     def _settle(self) -> None:
@@ -322,65 +333,68 @@ class Backtest:
     def _book(self, market: _Market, fill: Fill) -> bool:
         """Book `fill` if the books can hold it. (The order's own record of the fill,
         `apply_fill`, is made only where it is read: an entry's exits hang on it.)"""
-        if self.portfolio.can_apply(fill) is not None:
+        portfolio = self.portfolio
+        single = len(self.markets) == 1
+        if single:
+            # The candles before this one, at the books before it (settling twice
+            # changes nothing, should the fill be refused).
+            self._settle()
+        try:
+            booking = portfolio.apply(fill)
+        except PortfolioError:
             # The books cannot hold it (cash moved since sizing): the paper exchange
             # would cancel it for want of funds.
             self.rejections["insufficient_funds"] += 1
             return False
-        single = len(self.markets) == 1
-        if single:
-            self._settle()  # the candles before this one, at the books before it
-        booking = self.portfolio.apply(fill)
         self.fills.append(fill)
         holding = booking.position
         market.positions = (holding.as_position(),) if holding is not None else ()
         trade = booking.closed_trade
         if trade is not None:
-            if self.portfolio.last_closed_trades(1)[0] is trade:
+            if portfolio.last_closed_trades(1)[0] is trade:
                 self._recent.append(trade.as_outcome(self.strategy_name))
             else:  # closed before a trade of another symbol booked earlier: re-sort
                 self._recent.clear()
                 self._recent.extend(
                     t.as_outcome(self.strategy_name)
-                    for t in self.portfolio.last_closed_trades(RECENT_TRADES)
+                    for t in portfolio.last_closed_trades(RECENT_TRADES)
                 )
             self._outcomes = tuple(self._recent)
-        if self.portfolio.positions:
+        if portfolio.open_positions:
             self._held_from = len(self.equity) if single else None
         else:
             self._held_from = None
-            self._flat_equity = float(self.portfolio.equity())
+            self._flat_equity = float(portfolio.equity())
         return True
 
     # ------------------------------------------------------------------ execution
 
     def _execute(self, market: _Market, candle: Candle, now: datetime, decision: Any) -> None:
-        action: Action = decision.action
-        if candle.symbol in self.portfolio.positions:
+        portfolio, symbol = self.portfolio, candle.symbol
+        if portfolio.position(symbol) is not None:
             # With one symbol the marks are set only when read: here, and at the end.
-            self.portfolio.mark(candle.symbol, decimal_price(candle.close))
-        entry = decision.entry or decimal_price(candle.close)
+            portfolio.mark(symbol, decimal_price(candle.close))
         try:
             intent = TradeIntent(
-                account="backtest",
-                group=self.config.group,
-                symbol=candle.symbol,
-                side=action,
-                confidence=decision.confidence,
-                entry=entry,
-                decided_at=now,
-                stop_loss=decision.stop_loss,
-                take_profit=decision.take_profit,
-                candle_time=candle.open_time,
-                timeframe=candle.timeframe,
-                size_hint=decision.size_hint,
+                "backtest",
+                self.config.group,
+                symbol,
+                decision.action,
+                decision.confidence,
+                decision.entry or decimal_price(candle.close),
+                now,
+                decision.stop_loss,
+                decision.take_profit,
+                candle.open_time,
+                candle.timeframe,
+                decision.size_hint,
             )
         except ValueError:
             self.rejections["invalid_intent"] += 1
             return
         verdict = self.risk.evaluate(
             intent,
-            account_state(self.portfolio, mode=Mode.PAPER, now=now, lookback=self._lookback),
+            account_state(portfolio, mode=Mode.PAPER, now=now, lookback=self._lookback),
             market.rules,
             self.limits,
             now=now,
@@ -438,6 +452,10 @@ class Backtest:
             for t in self.portfolio.closed_trades
         ]
         starts = [c[0].open_time for c in self.candles.values() if c]
+        open_trades = [
+            _still_open(holding, self.markets[symbol], self.portfolio, self._step)
+            for symbol, holding in self.portfolio.positions.items()
+        ]
         ends = [c[-1].open_time + self._step for c in self.candles.values() if c]
         return BacktestResult(
             strategy=self.strategy_name,
@@ -452,6 +470,7 @@ class Backtest:
             final_equity=self.portfolio.equity(),
             fees_paid=self.portfolio.fees_paid,
             trades=trades,
+            open_trades=open_trades,
             equity_times=self.equity_times,
             equity=self.equity,
             exposure_bars=self.exposure_bars,
@@ -462,6 +481,33 @@ class Backtest:
                 "risk": self.limits.model_dump(mode="json"),
             },
         )
+
+
+def _still_open(
+    holding: Holding, market: _Market, books: Portfolio, step: timedelta
+) -> TradeRecord:
+    """A position still open when the data ends, as a trade closed at its symbol's last
+    close for the report, `exit_reason` "end": the value `final_equity` counts it at.
+    Its PnL is unrealized (`Holding.unrealized_pnl`: no exit fee, no fill), its fees
+    the entry's; it is not a closed trade and no trade metric counts it."""
+    mark = books.price(holding.symbol)
+    # A held symbol was traded (so marked) and replayed.
+    assert mark is not None  # noqa: S101
+    assert market.last is not None  # noqa: S101
+    pnl = holding.unrealized_pnl(mark)
+    return TradeRecord(
+        symbol=holding.symbol,
+        quantity=holding.quantity,
+        entry_time=holding.opened_at,
+        exit_time=market.last.open_time + step,
+        entry_price=holding.average_entry_price,
+        exit_price=mark,
+        pnl=pnl,
+        # As `ClosedTrade.return_pct`: PnL over the cost, entry fees included.
+        return_pct=float(pnl / holding.cost_basis * 100) if holding.cost_basis else 0.0,
+        fees=holding.entry_fees,
+        exit_reason="end",
+    )
 
 
 def _in_time_order(candles: Mapping[str, Sequence[Candle]]) -> Iterable[Candle]:

@@ -8,7 +8,11 @@ never a made-up number.
 With several symbols the engine records the equity after every symbol's candle, so
 one close time appears once per symbol; the curve the ratios and the drawdown read
 (`equity_curve`) keeps the last value at each time, one point per bar of the
-timeframe, which is what the annualization assumes.
+timeframe, which is what the annualization assumes. Exposure is over the same
+points: the share of bar times that ended with a position open in any market.
+
+Trade metrics count closed trades only; a position still open at the end is in
+`final_equity` (at its last close) and listed in `BacktestResult.open_trades`.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def compute_metrics(result: BacktestResult) -> Metrics:
         win_rate_pct=len(wins) / len(pnls) * 100 if pnls else None,
         profit_factor=float(sum(wins, Decimal(0)) / gross_loss) if gross_loss > 0 else None,
         expectancy=float(sum(pnls, Decimal(0)) / len(pnls)) if pnls else None,
-        exposure_pct=result.exposure_bars / result.bars * 100 if result.bars else 0.0,
+        exposure_pct=result.exposure_bars / len(times) * 100 if times else 0.0,
         trades=len(pnls),
         fees_paid=float(result.fees_paid),
         final_equity=final,

@@ -84,6 +84,7 @@ def render_report(result: BacktestResult, metrics: Metrics) -> str:
         _charts(result),
         f"<h2>Trades ({len(result.trades):,})</h2>",
         _trades(result),
+        _open_trades(result),
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -234,6 +235,45 @@ def _trades(result: BacktestResult) -> str:
     if not rows:
         return "<p class='muted'>No closed trades.</p>"
     return _table(header, rows, css="trades") + note
+
+
+def _open_trades(result: BacktestResult) -> str:
+    """Positions still open when the data ended, marked at their last close: flagged
+    as unrealized, apart from the closed trades the metrics count."""
+    if not result.open_trades:
+        return ""
+    rows = [
+        (
+            t.symbol,
+            _time(t.entry_time),
+            str(t.entry_price),
+            _time(t.exit_time),
+            str(t.exit_price),
+            str(t.quantity),
+            f"{t.pnl:.8f}",
+            f"{t.return_pct:.2f}",
+            f"{t.fees:.8f}",
+        )
+        for t in result.open_trades
+    ]
+    header = (
+        "symbol",
+        "entry time",
+        "entry price",
+        "last close",
+        "marked at",
+        "quantity",
+        f"unrealized PnL ({result.currency})",
+        "return %",
+        "entry fees",
+    )
+    return (
+        f"<h2>Open at the end ({len(rows):,}, unrealized)</h2>"
+        "<p class='muted'>Still open when the data ended: marked at the last close "
+        "(exit reason <code>end</code>), with no exit fill or fee. The final equity "
+        "counts them at these marks; the trade metrics do not.</p>"
+        + _table(header, rows, css="trades")
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], css: str = "") -> str:

@@ -19,8 +19,8 @@ class TradeRecord:
 
     `pnl` is net of both fees; `return_pct` is `pnl` over the entry's cost (fees
     included); `exit_reason` is the leg that closed it: `exit` (a decision),
-    `stop_loss`, `take_profit`, or `end` (still open when the data ended, closed
-    at the last close for the report only: not counted as a fill).
+    `stop_loss`, `take_profit`, or `end` (still open when the data ended, marked
+    at the last close: unrealized, listed in `BacktestResult.open_trades` only).
     """
 
     symbol: str
@@ -77,9 +77,14 @@ class BacktestResult:
         final_equity: cash plus open positions at the last closes.
         fees_paid: every fill's fee, in the account currency.
         trades: closed trades, by exit time.
+        open_trades: positions still open when the data ended, as trades with
+            `exit_reason` "end" marked at the symbol's last close: their PnL is
+            unrealized (no exit fill, no exit fee) and no trade metric counts them;
+            `final_equity` values them at the same marks.
         equity_times, equity: the equity after every bar (floats: a curve to
             compute ratios and draw, not to account with; `final_equity` is exact).
-        exposure_bars: bars that ended with a position open.
+        exposure_bars: bar times (points of the equity curve: one per close time,
+            however many symbols) that ended with a position open in any market.
         rejections: refused intents by risk reason code.
         fills: fills, all legs.
         settings: fill model, risk limits and market rules, as given.
@@ -103,6 +108,7 @@ class BacktestResult:
     rejections: dict[str, int] = field(default_factory=dict)
     fills: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    open_trades: list[TradeRecord] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +128,7 @@ class BacktestResult:
             "fills": self.fills,
             "settings": self.settings,
             "trades": [t.to_json() for t in self.trades],
+            "open_trades": [{**t.to_json(), "unrealized": True} for t in self.open_trades],
             "equity_curve": {
                 "times": [_iso(t) for t in self.equity_times],
                 "equity": self.equity,
@@ -150,6 +157,7 @@ class BacktestResult:
             rejections=dict(data.get("rejections") or {}),
             fills=int(data.get("fills") or 0),
             settings=dict(data.get("settings") or {}),
+            open_trades=[TradeRecord.from_json(t) for t in data.get("open_trades") or []],
         )
 
 

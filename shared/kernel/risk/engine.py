@@ -88,6 +88,9 @@ _KILL_SWITCH_OFF = CheckResult(RiskCheck.KILL_SWITCH, CheckStatus.PASSED, {})
 def _live_mode(run: _Run) -> CheckResult:
     check = RiskCheck.LIVE_MODE
     mode = run.account.mode
+    passed = _LIVE_MODE_PASSED.get((mode, run.live_trading_enabled))
+    if passed is not None:
+        return passed
     if mode is Mode.LIVE and not run.live_trading_enabled:
         return _rejected(
             check,
@@ -107,6 +110,17 @@ def _sizing(run: _Run) -> CheckResult:
         return result
     run.sized = result
     return _passed(RiskCheck.SIZING, **result.details)
+
+
+# What `_live_mode` passes with, per (mode, live_trading_enabled): built once.
+_LIVE_MODE_PASSED = {
+    (mode, enabled): CheckResult(
+        RiskCheck.LIVE_MODE,
+        CheckStatus.PASSED,
+        {"mode": mode, "live_trading_enabled": enabled},
+    )
+    for mode, enabled in ((Mode.PAPER, False), (Mode.PAPER, True), (Mode.LIVE, True))
+}
 
 
 # --------------------------------------------------------------------------- entries only

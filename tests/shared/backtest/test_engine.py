@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from shared.backtest import BacktestConfig, BacktestResult, run_backtest
+from shared.backtest.metrics import compute_metrics
 from shared.events import Action
 from shared.kernel.engine import StrategyEngine
 from shared.kernel.fills import FillModelConfig, decimal_price, simulate, simulate_oco
@@ -98,7 +99,7 @@ class _Reference:
     portfolio: Portfolio
     equity: list[float] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
-    exposure: int = 0
+    held_at: dict[datetime, bool] = field(default_factory=dict)  # after each time's candles
     fills: int = 0
     rejections: Counter[str] = field(default_factory=Counter)
 
@@ -171,7 +172,7 @@ def reference(
             _reference_execute(run, m, candle, decision, risk, limits, config)
         run.times.append(now)
         run.equity.append(float(books.equity()))
-        run.exposure += bool(books.positions)
+        run.held_at[now] = bool(books.positions)
     return run
 
 
@@ -247,7 +248,7 @@ def assert_same(result: BacktestResult, ref: _Reference) -> None:
     assert result.fees_paid == books.fees_paid
     assert result.equity_times == ref.times
     assert result.equity == ref.equity  # floats, bit for bit
-    assert result.exposure_bars == ref.exposure
+    assert result.exposure_bars == sum(ref.held_at.values())
     assert result.rejections == dict(ref.rejections)
     assert result.fills == ref.fills
 
@@ -464,3 +465,86 @@ def test_context_is_still_a_frozen_dataclass() -> None:
     with pytest.raises(FrozenInstanceError):
         ctx.symbol = "Z/Y"  # type: ignore[misc]
     assert replace(ctx, symbol="Z/Y").symbol == "Z/Y"
+
+
+# --------------------------------------------------------------------------- exposure, open trades
+
+
+class _Scripted(Strategy):
+    """BUY on the candle closing at minute `buy`, SELL on the one closing at `sell`."""
+
+    name = "scripted"
+
+    def __init__(self, buy: int, sell: int | None) -> None:
+        super().__init__()
+        self.buy, self.sell = buy, sell
+
+    def decide(self, ctx: Context) -> Decision:
+        minute = int((ctx.now - T0).total_seconds() // 60)
+        if minute == self.buy:
+            return Decision(Action.BUY, 1.0, "scripted buy")
+        if minute == self.sell:
+            return Decision(Action.SELL, 1.0, "scripted sell")
+        return Decision.hold("scripted hold")
+
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def scripted_run(
+    plans: dict[str, tuple[int, int | None]], count: int = 100
+) -> tuple[BacktestResult, dict[str, list[Candle]]]:
+    candles = {s: walk(count, seed=i, symbol=s) for i, s in enumerate(plans)}
+    made = iter(plans.values())  # one strategy per symbol, in the order of `candles`
+    result = run_backtest(lambda: _Scripted(*next(made)), candles, BacktestConfig())
+    return result, candles
+
+
+def test_exposure_with_two_symbols_is_the_share_of_time_with_any_position_open() -> None:
+    # A is bought on the close at minute 10 and filled at the open of the candle
+    # closing at 11, sold on the close at 30 and filled at the next open: held at 20
+    # bar times (11..30); B at 21..40. Some position is open at 30 of the 100 times;
+    # the symbols' candles with their own position open are 40 of 200 (20 %).
+    result, _ = scripted_run({"A/USDT": (10, 30), "B/USDT": (20, 40)})
+    assert len(result.trades) == 2
+    assert result.bars == 200
+    assert result.exposure_bars == 30
+    assert compute_metrics(result).exposure_pct == 30.0
+
+
+def test_exposure_with_one_symbol_counts_its_bars() -> None:
+    result, _ = scripted_run({"A/USDT": (10, 30)})
+    assert result.exposure_bars == 20
+    assert compute_metrics(result).exposure_pct == 20.0
+
+
+def test_a_position_open_at_the_end_is_an_unrealized_end_trade() -> None:
+    result, candles = scripted_run({"A/USDT": (10, 30), "B/USDT": (50, None)})
+    (closed,) = result.trades
+    (still,) = result.open_trades
+    last = candles["B/USDT"][-1]
+    books_mark = Decimal(repr(last.close))
+    assert closed.symbol == "A/USDT" and closed.exit_reason == "exit"
+    assert still.symbol == "B/USDT" and still.exit_reason == "end"
+    # Decided on the candle closing at minute 50, filled at the next one's open.
+    assert still.entry_time == candles["B/USDT"][50].open_time
+    assert (still.exit_time, still.exit_price) == (last.close_time, books_mark)
+    # Marked like final_equity: the cash plus the open quantity at the last close.
+    assert still.pnl == still.quantity * books_mark - (
+        still.quantity * still.entry_price + still.fees
+    )
+    cash = result.capital + closed.pnl - (still.quantity * still.entry_price + still.fees)
+    assert result.final_equity == cash + still.quantity * books_mark
+    # Trade metrics count closed trades only; the JSON flags the open one.
+    assert compute_metrics(result).trades == 1
+    data = result.to_json()
+    assert [t["exit_reason"] for t in data["open_trades"]] == ["end"]
+    assert data["open_trades"][0]["unrealized"] is True
+    assert [t["exit_reason"] for t in data["trades"]] == ["exit"]
+    assert BacktestResult.from_json(data).open_trades == result.open_trades
+
+
+def test_a_run_that_ends_flat_has_no_open_trades() -> None:
+    result, _ = scripted_run({"A/USDT": (10, 30)})
+    assert result.open_trades == []
+    assert result.to_json()["open_trades"] == []

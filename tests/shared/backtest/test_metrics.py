@@ -176,7 +176,8 @@ def test_compute_metrics_several_symbols_read_one_point_per_close_time() -> None
     # Two symbols: the engine records equity after each symbol's candle, so every
     # close time appears twice; the first value of a pair saw only one new mark.
     single = result(CURVE, trades=TRADES, exposure_bars=6)
-    doubled = result(CURVE, trades=TRADES, exposure_bars=12)
+    # Exposure counts bar times too (6 of the 10), not the 20 symbols' candles.
+    doubled = result(CURVE, trades=TRADES, exposure_bars=6)
     doubled.bars = 20
     doubled.symbols = ["ETH/USDT", "BTC/USDT"]
     doubled.equity_times = [t for t in single.equity_times for _ in (0, 1)]

@@ -22,6 +22,7 @@ from shared.backtest.report import (
     write_result,
 )
 from shared.backtest.result import BacktestResult, TradeRecord
+from tests.shared.backtest.test_engine import scripted_run
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -142,3 +143,13 @@ def test_extremes_thins_a_long_curve_keeping_its_extremes_and_end() -> None:
 )
 def test_duration_reads_as_days_hours_minutes(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_write_report_lists_positions_open_at_the_end_as_unrealized(tmp_path: Path) -> None:
+    result, _ = scripted_run({"A/USDT": (10, 30), "B/USDT": (50, None)})
+    out = tmp_path / "report.html"
+    write_report(result, compute_metrics(result), out)
+    html = out.read_text()
+    assert "<h2>Open at the end (1, unrealized)</h2>" in html
+    assert f"{result.open_trades[0].pnl:.8f}" in html
+    assert "<h2>Trades (1)</h2>" in html
