@@ -59,7 +59,7 @@ from shared.llm.client import (
 from shared.llm.pricing import ZERO, PriceTable
 from shared.market.candles import Candle
 from shared.market.indicators import IndicatorSpec, IndicatorWindow
-from trading_groups.llm.calls import Answered, MemberFailed, Tally
+from trading_groups.llm.calls import Answered, MemberFailed, Tally, answer_within_two
 from trading_groups.llm.config import (
     LLMGroupConfig,
     Member,
@@ -78,7 +78,6 @@ from trading_groups.llm.prompts import (
     INDICATORS,
     REFLECTION_PROMPT,
     Brief,
-    corrected,
     decision_line,
     messages,
     system_prompt,
@@ -213,8 +212,8 @@ class RunLedger:
         price = self.prices.price(spec.model)
         if price is None:
             self.unpriced.add(spec.model)
-        prompt = list(messages)
-        for attempt in (1, 2):
+
+        async def call(prompt: list[ChatMessage]) -> tuple[ModelAnswer, int]:
             key = answer_key(spec, prompt, schema)
             answer = self.cache.get(key, schema) if self.cache is not None else None
             cached = answer is not None
@@ -235,15 +234,9 @@ class RunLedger:
                 tally.tokens_out += answer.tokens_out
                 tally.cost += cost
                 tally.calls += 1 + len(answer.retried)
-            if answer.status == "ok" and answer.parsed is not None:
-                return Answered(answer.parsed, call_id)
-            error = answer.error or "no answer"
-            if answer.status == "error":
-                raise MemberFailed(member.name, error)
-            if attempt == 2:
-                raise MemberFailed(member.name, f"invalid output twice; last: {error}")
-            prompt = corrected(prompt, answer.text, error)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return answer, call_id
+
+        return await answer_within_two(member.name, list(messages), call)
 
     def _record(
         self,

@@ -133,23 +133,17 @@ class Ledger:
             self._warned.add(model.model)
             if self._unknown_price is not None:
                 await self._unknown_price(model.model)
-        prompt = list(messages)
-        for attempt in (1, 2):
+
+        async def call(prompt: list[ChatMessage]) -> tuple[ModelAnswer, int]:
             bound = bound_usage(prompt, member.spec.max_tokens, price or ZERO)
             async with self.gate.admit(self.budget, bound):
                 answer = await model.ask(prompt, schema)
                 call_id = await self._record(
                     member.name, model.model, prompt, answer, tally, discussion_id, correlation_id
                 )
-            if answer.status == "ok" and answer.parsed is not None:
-                return Answered(answer.parsed, call_id)
-            error = answer.error or "no answer"
-            if answer.status == "error":
-                raise MemberFailed(member.name, error)
-            if attempt == 2:
-                raise MemberFailed(member.name, f"invalid output twice; last: {error}")
-            prompt = corrected(prompt, answer.text, error)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return answer, call_id
+
+        return await answer_within_two(member.name, list(messages), call)
 
     async def _record(
         self,
@@ -204,3 +198,27 @@ class Ledger:
             tally.cost += cost
             tally.calls += 1 + len(answer.retried)
         return call_id
+
+
+async def answer_within_two(
+    member: str,
+    prompt: list[ChatMessage],
+    call: Callable[[list[ChatMessage]], Awaitable[tuple[ModelAnswer, int]]],
+) -> Answered:
+    """`call` the model; an invalid answer is asked once more, with the error appended
+    (`corrected`), live and in backtests alike.
+
+    Raises:
+        MemberFailed: the call failed, or the answer was invalid twice.
+    """
+    for attempt in (1, 2):
+        answer, call_id = await call(prompt)
+        if answer.status == "ok" and answer.parsed is not None:
+            return Answered(answer.parsed, call_id)
+        error = answer.error or "no answer"
+        if answer.status == "error":
+            raise MemberFailed(member, error)
+        if attempt == 2:
+            raise MemberFailed(member, f"invalid output twice; last: {error}")
+        prompt = corrected(prompt, answer.text, error)
+    raise AssertionError("unreachable")  # pragma: no cover
