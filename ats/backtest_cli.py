@@ -4,6 +4,8 @@ paper fill model; print the metrics, write `result.json` and `report.html`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -21,6 +23,7 @@ from shared.backtest.report import duration, metric_rows, write_report, write_re
 from shared.backtest.result import BacktestResult
 
 if TYPE_CHECKING:
+    from shared.market.candles import Candle
     from trading_groups.llm.backtest import LLMRunReport
 
 app = typer.Typer(
@@ -285,6 +288,14 @@ def _sweep(
 def _run(request: BacktestRequest) -> BacktestResult:
     """Run with a progress bar on stderr (hidden when stderr is not a terminal)."""
     candles = request.load()
+    with _progress(candles) as progress:
+        return request.run(progress, candles=candles)
+
+
+@contextmanager
+def _progress(candles: Mapping[str, Sequence[Candle]]) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over the bars to replay on stderr (hidden when stderr is not a
+    terminal), as a run's `progress` callback."""
     with Progress(
         TextColumn("backtest"),
         BarColumn(),
@@ -294,9 +305,7 @@ def _run(request: BacktestRequest) -> BacktestResult:
         transient=True,
     ) as bar:
         task = bar.add_task("bars", total=sum(len(c) for c in candles.values()))
-        return request.run(
-            lambda done, total: bar.update(task, completed=done, total=total), candles=candles
-        )
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _run_llm(
@@ -342,15 +351,7 @@ def _run_llm(
     if urlsplit(settings.llm_base_url).scheme not in ("http", "https"):
         raise _fail(f"ATS_LLM_BASE_URL {settings.llm_base_url!r} is not an http(s) URL")
     candles = request.load()
-    with Progress(
-        TextColumn("backtest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("bars", total=sum(len(c) for c in candles.values()))
+    with _progress(candles) as progress:
         try:
             return run_llm_backtest(
                 request,
@@ -361,7 +362,7 @@ def _run_llm(
                 budget_cost=cost,
                 budget_tokens=budget_tokens,
                 candles=candles,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=progress,
             )
         except BacktestInputError:
             raise
