@@ -51,15 +51,13 @@ from shared.llm.cache import AnswerCache, answer_key
 from shared.llm.client import (
     ChatMessage,
     ModelAnswer,
-    ModelSpec,
-    StructuredModel,
     make_http_client,
     prompt_hash,
 )
 from shared.llm.pricing import ZERO, PriceTable
 from shared.market.candles import Candle
 from shared.market.indicators import IndicatorSpec, IndicatorWindow
-from trading_groups.llm.calls import Answered, MemberFailed, Tally, answer_within_two
+from trading_groups.llm.calls import Answered, MemberFailed, Models, Tally, answer_within_two
 from trading_groups.llm.config import (
     LLMGroupConfig,
     Member,
@@ -151,7 +149,7 @@ class CallRecord:
         }
 
 
-class RunLedger:
+class RunLedger(Models):
     """The calls of one backtest: cache first, then the model under the run's budget
     (see the module docstring). A discussion calls it as it calls the live `Ledger`.
 
@@ -177,20 +175,13 @@ class RunLedger:
         self.saved = Decimal(0)
         self.calls: list[CallRecord] = []
         self.unpriced: set[str] = set()
+        super().__init__(http_client)
         self.gate = BudgetGate(self._spent)
-        self._http = http_client
-        self._models: dict[ModelSpec, StructuredModel] = {}
         #: The discussion the calls being made belong to (set by the run around each).
         self.discussion: str | None = None
 
     async def _spent(self) -> Usage:
         return self.used
-
-    def model(self, spec: ModelSpec) -> StructuredModel:
-        found = self._models.get(spec)
-        if found is None:
-            found = self._models[spec] = StructuredModel(spec, http_client=self._http)
-        return found
 
     async def ask(
         self,

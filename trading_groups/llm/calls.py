@@ -69,7 +69,21 @@ class Asker(Protocol):
     ) -> Answered: ...
 
 
-class Ledger:
+class Models:
+    """One `StructuredModel` per model spec, sharing one HTTP client."""
+
+    def __init__(self, http_client: httpx.AsyncClient | None = None) -> None:
+        self._http = http_client
+        self._models: dict[ModelSpec, StructuredModel] = {}
+
+    def model(self, spec: ModelSpec) -> StructuredModel:
+        found = self._models.get(spec)
+        if found is None:
+            found = self._models[spec] = StructuredModel(spec, http_client=self._http)
+        return found
+
+
+class Ledger(Models):
     """Calls for one group (see the module docstring).
 
     Args:
@@ -94,9 +108,8 @@ class Ledger:
         self.clock = clock
         self.budget = Budget()
         self.prices = PriceTable()
+        super().__init__(http_client)
         self.gate = BudgetGate(self._spent_today)
-        self._http = http_client
-        self._models: dict[ModelSpec, StructuredModel] = {}
         self._unknown_price = unknown_price
         self._warned: set[str] = set()
 
@@ -104,12 +117,6 @@ class Ledger:
         """Tokens and cost of the group's calls since midnight UTC: one SQL aggregate."""
         midnight = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return await self.store.spent_since(self.group, midnight)
-
-    def model(self, spec: ModelSpec) -> StructuredModel:
-        found = self._models.get(spec)
-        if found is None:
-            found = self._models[spec] = StructuredModel(spec, http_client=self._http)
-        return found
 
     async def ask(
         self,
