@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 
 from shared.backtest.result import BacktestResult, TradeRecord
@@ -219,28 +219,31 @@ class Backtest:
     def _run_one(self, market: _Market, candles: Sequence[Candle], start: int, stop: int) -> None:
         """Candles `start` to `stop` of the only symbol: see `_run_many` for what each
         does; the equity of candles with a position open is settled later."""
-        step, table, gap, hold = market.engine.step, market.table, self._step, Action.HOLD
-        times, equity = self.equity_times, self.equity
-        for i in range(start, stop):
-            candle = candles[i]
-            if market.pending or market.exits:
+        step, gap, hold = market.engine.step, self._step, Action.HOLD
+        add_time, add_equity = self.equity_times.append, self.equity.append
+        table = market.table
+        values = repeat(None) if table is None else table[start:stop]
+        # What only a fill or an order changes, read again after one: the loop body
+        # runs a million times, so every attribute read counts.
+        waiting = bool(market.pending or market.exits)
+        positions, outcomes = market.positions, self._outcomes
+        flat, flat_equity = self._held_from is None, self._flat_equity
+        # Not strict: without indicators `values` repeats None without end.
+        for candle, row in zip(candles[start:stop], values, strict=False):
+            if waiting:
                 self._fill(market, candle)
+                waiting = bool(market.pending or market.exits)
+                positions, outcomes = market.positions, self._outcomes
+                flat, flat_equity = self._held_from is None, self._flat_equity
             now = candle.open_time + gap
-            decision = step(
-                candle,
-                now,
-                market.positions,
-                self._outcomes,
-                table[i] if table is not None else None,
-            )
+            decision = step(candle, now, positions, outcomes, row)
             if decision.action is not hold:
                 self._execute(market, candle, now, decision)
-            times.append(now)
-            if self._held_from is None:
-                equity.append(self._flat_equity)
-            else:
-                equity.append(candle.close)  # settled by `_settle`
-                self.exposure_bars += 1
+                waiting = bool(market.pending or market.exits)
+            add_time(now)
+            # A held candle's close, turned into equity (and counted as exposed) by
+            # `_settle` once the position changes.
+            add_equity(flat_equity if flat else candle.close)
         market.last = candles[stop - 1]
         self.bars += stop - start
 
@@ -291,6 +294,7 @@ class Backtest:
             return
         ((symbol, holding),) = self.portfolio.positions.items()
         cash, quantity = self.portfolio.cash, holding.quantity
+        self.exposure_bars += len(self.equity) - start
         # map() keeps the per-candle arithmetic in C: float(cash + quantity * close).
         self.equity[start:] = map(
             float,
