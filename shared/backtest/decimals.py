@@ -436,10 +436,36 @@ def _fix(negative: int, exponent: int, x: Ints, mode: int) -> Dec:
     return _pack(negative, exponent, x)
 
 
+def _small_product(a: Dec, b: Dec) -> Dec:
+    """a * b for b of at most two limbs when the product has at most 28 digits (so
+    nothing rounds), in scalars; (-1, ...) otherwise."""
+    a0, a1, a2, a3, b0, b1 = a[2], a[3], a[4], a[5], b[2], b[3]
+    t = a0 * b0
+    r0, c = t % BASE, t // BASE
+    t = a1 * b0 + a0 * b1 + c
+    r1, c = t % BASE, t // BASE
+    t = a2 * b0 + a1 * b1 + c
+    r2, c = t % BASE, t // BASE
+    t = a3 * b0 + a2 * b1 + c
+    r3, c = t % BASE, t // BASE
+    exponent = a[1] + b[1]
+    if c != 0 or a3 * b1 != 0 or r3 >= 10 or abs(exponent) > EXPONENT_LIMIT:
+        return (-1, 0, 0, 0, 0, 0)
+    return (a[0] ^ b[0], exponent, r0, r1, r2, r3)
+
+
 def mul(w: Ints, a: Dec, b: Dec) -> Dec:
     """a * b."""
     if b[1] == 0 and b[2] == 1 and b[3] == 0 and b[4] == 0 and b[5] == 0 and a[5] < 10:
         return (a[0] ^ b[0], a[1], a[2], a[3], a[4], a[5])  # times 1: exact, <= 28 digits
+    if b[4] == 0 and b[5] == 0:
+        small = _small_product(a, b)
+        if small[0] >= 0:
+            return small
+    elif a[4] == 0 and a[5] == 0:
+        small = _small_product(b, a)
+        if small[0] >= 0:
+            return small
     x, y, p = w[0], w[1], w[2]
     _load(x, a)
     _load(y, b)
@@ -516,6 +542,36 @@ def compare(w: Ints, a: Dec, b: Dec) -> int:
     return -order if a[0] else order
 
 
+def _power_of_ten(c: int) -> int:
+    """m where c == 10**m (c < 10**9), else -1."""
+    for m in range(9):
+        if c == _P10[m]:
+            return m
+    return -1
+
+
+def _shifted_quotient(negative: int, a: Dec, ideal: int, m: int) -> Dec:
+    """a / 10**m x 10**-ideal for a coefficient of <= 28 digits: exact, so its
+    coefficient less up to m trailing zeros, at the exponent nearest `ideal`."""
+    c0 = a[2]
+    strip = 0
+    if c0 == 0:  # nine zeros or more end it (it is not zero): all m go
+        strip = m
+    else:
+        while strip < m and c0 % 10 == 0:
+            c0 //= 10
+            strip += 1
+    if strip == 0:
+        return (negative, ideal - m, a[2], a[3], a[4], a[5])
+    high = _P10[9 - strip]
+    low = _P10[strip]
+    l0 = a[2] // low + (a[3] % low) * high
+    l1 = a[3] // low + (a[4] % low) * high
+    l2 = a[4] // low + (a[5] % low) * high
+    l3 = a[5] // low
+    return (negative, ideal - m + strip, l0, l1, l2, l3)
+
+
 def div(w: Ints, a: Dec, b: Dec, mode: int) -> Dec:
     """a / b, rounded half-even or toward minus infinity (FLOOR)."""
     if is_zero(b):
@@ -523,6 +579,10 @@ def div(w: Ints, a: Dec, b: Dec, mode: int) -> Dec:
     negative = a[0] ^ b[0]
     if is_zero(a):
         return (negative, a[1] - b[1], 0, 0, 0, 0)
+    if b[3] == 0 and b[4] == 0 and b[5] == 0 and a[5] < 10:
+        m = _power_of_ten(b[2])
+        if m >= 0:  # by 10**m: exact, the same digits as near the ideal exponent as zeros allow
+            return _shifted_quotient(negative, a, a[1] - b[1], m)
     x, y, q = w[0], w[1], w[3]
     _load(x, a)
     _load(y, b)
@@ -613,7 +673,7 @@ def _round_bits(q: int, dropped: bool) -> tuple[int, int]:
 
 def exact_float(w: Ints, a: Dec) -> float:
     """float(Decimal): the nearest double (ties to even), or NaN where this cannot say
-    (magnitudes past 2**55 or below about 1e-45): convert in Python then.
+    (magnitudes past 2**55, or below about 1e-35): convert in Python then.
 
     With k such that V = a x 2**k lies in [2**54, 2**56): q = floor(V), exactly, is
     the coefficient times 2**k with the exponent's digits dropped; its 54-55 bits, the
@@ -858,6 +918,9 @@ is_zero = _jit(is_zero)
 negate = _jit(negate)
 _rounds_up = _jit(_rounds_up)
 _fix = _jit(_fix)
+_small_product = _jit(_small_product)
+_power_of_ten = _jit(_power_of_ten)
+_shifted_quotient = _jit(_shifted_quotient)
 mul = _jit(mul)
 add = _jit(add)
 sub = _jit(sub)
