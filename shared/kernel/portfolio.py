@@ -443,7 +443,10 @@ class Portfolio:
 
     def closed_trades_since(self, since: datetime, symbol: str | None = None) -> list[ClosedTrade]:
         """Trades closed at or after `since`, oldest first, of `symbol` if given."""
-        start = bisect_left(self._closed, since, key=_closed_at)
+        closed = self._closed
+        if not closed or closed[-1].closed_at < since:
+            return []  # the risk engine's usual question: nothing that recent
+        start = bisect_left(closed, since, key=_closed_at)
         return [t for t in self._closed[start:] if symbol is None or t.symbol == symbol]
 
     def realized_pnl_since(self, since: datetime, symbol: str | None = None) -> Decimal:
