@@ -51,7 +51,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, getcontext
 from typing import Any, cast
 
@@ -316,6 +316,14 @@ def warm_up() -> float:
     _means_by_integers(_scaling(x)[2], 0, 5, np.empty(64))
     _fits(55, 5)
     _curve(x, np.array([0], np.int64), np.array([1.0]), np.array([0.0]))
+    # The books and the prices as written: a run that trades, compiled all through.
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    wave = (100 + 5 * np.sin(np.arange(64) / 3)).tolist()
+    candles = [
+        Candle("WARM/UP", "1m", t0 + timedelta(minutes=i), v, v, v, v, 1.0)
+        for i, v in enumerate(wave)
+    ]
+    run_fast("sma_cross", FastData.from_candles(candles), params={"fast": 2, "slow": 5})
     return time.perf_counter() - started
 
 
