@@ -414,6 +414,11 @@ class _Books:
     cash: Decimal
     fees: Decimal = _ZERO
     quantity: Decimal = _ZERO  # held at the end; 0: flat
+    # The position held at the end: its buy price, cost basis, entry fee, candle.
+    bought: Decimal = _ZERO
+    cost_basis: Decimal = _ZERO
+    entry_fee: Decimal = _ZERO
+    opened: int = 0
     fills: int = 0
     trades: list[TradeRecord] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
@@ -513,6 +518,10 @@ def _run(
             booked.cash,
             fees=booked.fees,
             quantity=booked.quantity,
+            bought=booked.bought,
+            cost_basis=booked.cost_basis,
+            entry_fee=booked.entry_fee,
+            opened=booked.opened,
             fills=booked.fills,
             trades=booked.trades,
             rejections=Counter(booked.rejections),
@@ -535,6 +544,7 @@ def _run(
         final_equity=final,
         fees_paid=books.fees,
         trades=books.trades,
+        open_trades=_still_open(data, books, last) if books.quantity else [],
         equity_times=list(data.close_times),
         equity=equity,
         exposure_bars=exposure,
@@ -545,6 +555,26 @@ def _run(
             "risk": limits.model_dump(mode="json"),
         },
     )
+
+
+def _still_open(data: FastData, books: _Books, mark: Decimal) -> list[TradeRecord]:
+    """The position open when the data ends, as the engine lists it (`_still_open`):
+    closed at the last close for the report only, exit reason "end", unrealized."""
+    pnl = books.quantity * mark - books.cost_basis
+    return [
+        TradeRecord(
+            symbol=data.symbol,
+            quantity=books.quantity,
+            entry_time=data.open_times[books.opened],
+            exit_time=data.close_times[-1],
+            entry_price=books.bought,
+            exit_price=mark,
+            pnl=pnl,
+            return_pct=float(pnl / books.cost_basis * _HUNDRED) if books.cost_basis else 0.0,
+            fees=books.entry_fee,
+            exit_reason="end",
+        )
+    ]
 
 
 def _signals(
@@ -725,9 +755,9 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
     fee_rate, buy_slip, sell_slip = market.fee, market.buy_slip, market.sell_slip
     rejections, trades, changes = books.rejections, books.trades, books.changes
     cash, fees, fills = books.cash, books.fees, books.fills
-    held = _ZERO  # the position's quantity, its buy price, cost basis, entry fee, time
+    held = _ZERO  # the position's quantity, its buy price, cost basis, entry fee, candle
     bought = cost_basis = entry_fee = _ZERO
-    opened = times[0]
+    opened = 0
     pending = -1  # the candle an accepted order was decided on; -1: none
     pending_quantity = _ZERO
     signals.append((last + 1, 0))  # a sentinel: fills the order decided last
@@ -749,7 +779,7 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
                     record(
                         symbol,
                         quantity,
-                        opened,
+                        times[opened],
                         times[k],
                         bought,
                         price,
@@ -778,7 +808,7 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
                         price,
                         cost,
                         fee,
-                        times[k],
+                        k,
                     )
                     fills += 1
                     changes.append((k, cash, held))
@@ -798,6 +828,8 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
             pending, pending_quantity = i, sized
     signals.pop()
     books.cash, books.fees, books.fills, books.quantity = cash, fees, fills, held
+    books.bought, books.cost_basis, books.entry_fee = bought, cost_basis, entry_fee
+    books.opened = opened
 
 
 def _equity(

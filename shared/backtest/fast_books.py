@@ -40,7 +40,7 @@ CONSTANTS = 11
 
 # Refusal codes, counted in `counts`; the rest of `counts` is the run's tallies.
 INSUFFICIENT_FUNDS, BELOW_MIN_AMOUNT, BELOW_MIN_NOTIONAL, INSUFFICIENT_CASH = 1, 2, 3, 4
-FILLS, TRADES, CHANGES, TEXT = 5, 6, 7, 8
+FILLS, TRADES, CHANGES, TEXT, OPENED = 5, 6, 7, 8, 9
 REASONS = {
     INSUFFICIENT_FUNDS: "insufficient_funds",
     BELOW_MIN_AMOUNT: RiskReason.BELOW_MIN_AMOUNT.value,
@@ -272,6 +272,10 @@ def _book(
     at = dec.write(cash, text, at)
     at = dec.write(fees, text, at)
     at = dec.write(held, text, at)
+    at = dec.write(bought, text, at)
+    at = dec.write(cost_basis, text, at)
+    at = dec.write(entry_fee, text, at)
+    counts[OPENED] = opened
     counts[FILLS] = fills
     counts[TRADES] = trades
     counts[CHANGES] = n_changes
@@ -337,6 +341,10 @@ class Booked:
     cash: Decimal
     fees: Decimal
     quantity: Decimal
+    bought: Decimal  # the position open at the end: its price, cost, entry fee, candle
+    cost_basis: Decimal
+    entry_fee: Decimal
+    opened: int
     fills: int
     trades: list[TradeRecord]
     rejections: dict[str, int]
@@ -364,8 +372,8 @@ def book(
     candles = np.empty((n // 2 + 1, 2), np.int64)
     returns = np.empty(n // 2 + 1, np.float64)
     changes = np.empty((n + 1, 4), np.float64)
-    counts = np.zeros(9, np.int64)
-    text = np.empty((n * 5 + 3) * _TEXT_PER_VALUE, np.uint8)
+    counts = np.zeros(10, np.int64)
+    text = np.empty((n * 5 + 6) * _TEXT_PER_VALUE, np.uint8)
     _book(
         last,
         index,
@@ -382,7 +390,8 @@ def book(
     )
     trades, n_changes = int(counts[TRADES]), int(counts[CHANGES])
     words = text[: counts[TEXT]].tobytes().decode("ascii").split()
-    # Per trade five values; then the cash, fees and quantity held at the end.
+    # Per trade five values; then the cash, fees, quantity held at the end, and the
+    # open position's buy price, cost basis and entry fee.
     quantity, entry_price, exit_price, pnl, fees = (
         list(map(Decimal, words[j : 5 * trades : 5])) for j in range(5)
     )
@@ -402,12 +411,18 @@ def book(
         ),
         trades,
     )
-    cash, total_fees, held = map(Decimal, words[5 * trades : 5 * trades + 3])
+    cash, total_fees, held, bought, cost_basis, entry_fee = map(
+        Decimal, words[5 * trades : 5 * trades + 6]
+    )
     stretches = changes[:n_changes]
     return Booked(
         cash=cash,
         fees=total_fees,
         quantity=held,
+        bought=bought,
+        cost_basis=cost_basis,
+        entry_fee=entry_fee,
+        opened=int(counts[OPENED]),
         fills=int(counts[FILLS]),
         trades=records,
         rejections={REASONS[c]: int(counts[c]) for c in REASONS if counts[c]},

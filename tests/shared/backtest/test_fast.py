@@ -47,6 +47,7 @@ def engine(candles: list[Candle], params: dict[str, Any], config: BacktestConfig
 def assert_same_trades(got: BacktestResult, want: BacktestResult, *, curve_ulps: bool) -> None:
     assert got.trades == want.trades
     assert [t.to_json() for t in got.trades] == [t.to_json() for t in want.trades]
+    assert [t.to_json() for t in got.open_trades] == [t.to_json() for t in want.open_trades]
     assert str(got.final_equity) == str(want.final_equity)
     assert got.fees_paid == want.fees_paid
     assert (got.fills, got.rejections, got.exposure_bars, got.bars) == (
@@ -338,15 +339,16 @@ WALK = walk(1500, 5)
 
 
 @PROPERTY
-@given(settings_of_a_run(), st.sampled_from([(3, 7), (5, 20), (2, 4)]))
+@given(settings_of_a_run(), st.sampled_from([(3, 7), (5, 20), (2, 4)]), st.integers(300, 1500))
 def test_compiled_books_equal_the_engine_across_fees_slippage_sizing_and_rules(
-    run: tuple[float, BacktestConfig], pair: tuple[int, int]
+    run: tuple[float, BacktestConfig], pair: tuple[int, int], length: int
 ) -> None:
     factor, config = run
-    candles = _scaled(WALK, factor)
+    candles = _scaled(WALK[:length], factor)  # ending flat, or with a position open
     params = {"fast": pair[0], "slow": pair[1]}
     want = engine(candles, params, config)
-    event(f"trades: {'some' if want.trades else 'none'}; refusals: {sorted(want.rejections)}")
+    event(f"trades: {'some' if want.trades else 'none'}; open: {bool(want.open_trades)}")
+    event(f"refusals: {sorted(want.rejections)}")
     data = FastData.from_candles(candles)
     got = run_fast("sma_cross", data, config, params=params, fallback=False)
     assert_same_trades(got, want, curve_ulps=True)
