@@ -5,14 +5,23 @@ The event-driven engine (`shared.backtest.engine`) calls the strategy on every c
 and walks every decision through the live code path. For a rule whose decisions
 depend only on its indicators and on whether a position is open, almost all of that
 work is a HOLD: `sma_cross` acts on one candle in a hundred. This mode computes the
-indicators compiled (numba), finds the candles where the rule can act (vectorized),
-and walks only those in Python, each through the same arithmetic the kernel does:
-the risk engine's sizing (`sizing_quantity`, `round_price`, `round_amount`,
-`div_down`), the paper fill model's price (`decimal_price`, `slipped`) and fee, and
-the portfolio's cash, cost basis and PnL, in `Decimal`, operation for operation. So
-it makes exactly the trades of the event engine, to the last digit of every price,
-quantity, fee and PnL, and ends on the same final equity (tests/shared/backtest/
-test_fast.py holds the two side by side).
+indicators compiled (numba), finds the candles where the rule can act, and books only
+those, each through the same arithmetic the kernel does: the risk engine's sizing
+(`sizing_quantity`, `round_price`, `round_amount`, `div_down`), the paper fill
+model's price (`decimal_price`, `slipped`), quantity (the order's remaining) and fee,
+and the portfolio's cash, cost basis and PnL, in `Decimal` arithmetic, operation for
+operation. So it makes exactly the trades of the event engine, to the last digit of
+every price, quantity, fee and PnL, and ends on the same final equity with the same
+position open (tests/shared/backtest/test_fast.py holds the two side by side, on
+shipped data and across generated fees, slippage, sizings and market rules).
+
+The books are kept in compiled code too (`shared.backtest.fast_books`): numba has no
+`Decimal`, so `shared.backtest.decimals` does the default context's 28-digit
+arithmetic on integers (the same values and exponents, tested against `decimal`),
+and reads each price as written (`Decimal(repr(x))`) from exact integer bounds on the
+float. Only what the result reports becomes a Python object, in bulk. Where those
+decimals cannot follow (a value over 36 digits, a non-default `decimal` context, a
+partial exit), `_trade` books the run in Python's `Decimal`, with the same results.
 
 What it supports (`supports`, `unsupported` says why not): `sma_cross` without
 stop-loss or take-profit, on one symbol, with risk limits that only size (fixed
@@ -30,18 +39,25 @@ Two things are computed differently, on purpose:
 * **The equity curve** of candles with a position open is `cash + quantity x close`
   in floats, within a few units in the last place of the event engine's `Decimal`
   sum (flat candles, trades and the final equity are exact). `exact_curve=True`
-  computes it in `Decimal` like the event engine, at about 1 µs per held candle.
+  computes it in `Decimal` like the event engine, at about 1 µs per held candle
+  (and books the run in Python).
 
 Cost (docs/PERFORMANCE.md has the measurements): the first call in a process loads
 the compiled functions from numba's cache (`cache=True`, about 0.4 s; the first call
-ever compiles them, a few seconds). Then a run over `FastData` (the candles as
+ever compiles them, about 10 s). Then a run over `FastData` (the candles as
 arrays, loaded once; each SMA length computed once) costs, per million candles,
-about 1.5 ms per SMA (25 ms when the window's sum needs the partials), 10 ms to find
-the crosses and 60 ms for the equity curve as a list of floats; and 14 µs per round
-trip: the exact `Decimal` books of a trade, its prices read as written
-(`Decimal(repr(x))`, 1.3 µs each), sizing, fees and its `TradeRecord`. So
-SMA(10)/SMA(30) on a 1-minute random walk (a trade every 50 candles) runs at about
-3 M candles/s, SMA(50)/SMA(200) (one every 300) at 10 M/s.
+about 1.5 ms per SMA (25 ms when the window's sum needs the partials), 4 ms to find
+the crosses, 15 ms for the equity curve as a list of floats and 4 ms for its times;
+and per round trip about 5 µs: 0.2 µs to read its prices as written, 2.7 µs for its
+exact books compiled (sizing 1 µs, of which four 28-digit divisions), and 1.7 µs for
+the Python objects it reports (five `Decimal`s and its `TradeRecord`). So
+SMA(10)/SMA(30) on a 1-minute random walk (a trade every 51 candles) runs at about
+6.7 M candles/s, half of vectorbt's speed; with fewer trades, or fewer candles, faster
+than vectorbt (docs/PERFORMANCE.md).
+
+numba's cache does not see a change to a function another module compiled in:
+after editing `decimals.py`, delete `shared/backtest/__pycache__/*.nb[ic]` (or touch
+`fast_books.py`), or `fast_books` runs the decimals it was compiled with.
 """
 
 from __future__ import annotations
