@@ -383,12 +383,63 @@ class _SmaCalc:
         """`update` over `closes` from a fresh state, first value of each result.
 
         The same exact sum of the same closes (fsum is correctly rounded, so it does
-        not matter that they come from a slice here and from a deque there).
+        not matter that they come from a slice here and from a deque there), taken as
+        a rolling integer sum when the closes allow (`_exact_means`).
         """
         n, fsum = self._length, math.fsum
         out: list[float | None] = [None] * min(n - 1, len(closes))
+        exact = _exact_means(closes, n) if len(closes) >= n else None
+        if exact is not None:
+            return out + exact
         out += [fsum(closes[i - n : i]) / n for i in range(n, len(closes) + 1)]
         return out
+
+
+def _exact_means(closes: Sequence[float], n: int) -> list[float] | None:
+    """`math.fsum(window) / n` for every full window of `closes`, from exact integer
+    window sums; None when a close is not finite or zero (fsum's overflow, nan and
+    signed-zero rules: the caller sums each window with fsum).
+
+    Every float is `m * 2**e` with an integer `m` of 53 bits; scaled by the finest
+    `2**-e` among the closes a block of windows reads, each is an integer, and so is
+    each window's sum: exact. Turning it into a float rounds once, to nearest even,
+    as fsum's correctly rounded sum does; scaling back by a power of two is exact in
+    the normal range. The running sum wraps in unsigned 64-bit arithmetic, which
+    leaves every window's difference exact; a block whose sums could pass 2**63 (its
+    closes span too many binary orders) or leave the normal range is summed by fsum.
+    """
+    x = np.asarray(closes, dtype=np.float64)
+    if not np.isfinite(x).all() or not x.all():
+        return None
+    fraction, exponent = np.frexp(x)
+    mantissa = (fraction * 2.0**53).astype(np.int64)  # exact: 53 bits
+    low = exponent.astype(np.int64) - 53  # x = mantissa * 2**low
+    count, room = len(x) - n + 1, 63 - 53 - n.bit_length()
+    means = np.empty(count, dtype=np.float64)
+    for first in range(0, count, _BLOCK):  # windows first..last-1 read x[first:last+n-1]
+        last = min(first + _BLOCK, count)
+        lows = low[first : last + n - 1]
+        scale = -int(lows.min())
+        shift = lows + scale
+        sums = None
+        if int(shift.max()) <= room:
+            scaled = np.left_shift(mantissa[first : last + n - 1], shift).view(np.uint64)
+            running = np.zeros(len(scaled) + 1, dtype=np.uint64)
+            np.cumsum(scaled, out=running[1:])
+            exact = (running[n:] - running[:-n]).view(np.int64)
+            sums = np.ldexp(exact.astype(np.float64), -scale)
+            magnitude = np.abs(sums)
+            if not np.isfinite(sums).all() or (magnitude[magnitude > 0] < 2.0**-1021).any():
+                sums = None
+        if sums is None:
+            fsum = math.fsum
+            sums = np.array([fsum(closes[i : i + n]) for i in range(first, last)])
+        means[first:last] = sums / n
+    result: list[float] = means.tolist()
+    return result
+
+
+_BLOCK = 4096  # windows per scale: prices seldom span many binary orders in one block
 
 
 class _BbandsCalc:

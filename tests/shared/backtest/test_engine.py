@@ -13,6 +13,7 @@ trades, final equity, the equity curve bit for bit, exposure, rejections, fills.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 import uuid
 from collections import Counter
@@ -46,9 +47,15 @@ from shared.kernel.portfolio import Portfolio
 from shared.kernel.risk import MarketRules, Mode, RiskEngine, RiskLimits, TradeIntent, merge_limits
 from shared.kernel.risk.state import account_state
 from shared.kernel.strategy import Context, Decision, Strategy, create_strategy, safe_decide
+from shared.market import indicators
 from shared.market.candles import Candle
 from shared.market.feeds import read_candles_csv
-from shared.market.indicators import INDICATOR_SPECS, IndicatorWindow, indicator_table
+from shared.market.indicators import (
+    INDICATOR_SPECS,
+    IndicatorWindow,
+    _exact_means,
+    indicator_table,
+)
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
@@ -548,3 +555,72 @@ def test_a_run_that_ends_flat_has_no_open_trades() -> None:
     result, _ = scripted_run({"A/USDT": (10, 30)})
     assert result.open_trades == []
     assert result.to_json()["open_trades"] == []
+
+
+def _hex(values: Sequence[float | None]) -> list[str | None]:
+    return [v.hex() if v is not None else None for v in values]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 30, 200])
+@pytest.mark.parametrize("kind", ["walk", "mantissas", "cancelling"])
+def test_exact_rolling_means_are_fsum_over_each_window_bit_for_bit(
+    kind: str, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMA column's integer rolling sum against `math.fsum` of each window, on
+    prices and on sums built to round, at the widest span of binary orders the
+    64-bit sum allows for `n`: random 53-bit mantissas, and large values of both
+    signs cancelling to leave small ones."""
+    rng = np.random.default_rng(n)
+    size, room = 600, 63 - 53 - n.bit_length()  # the orders a block may span
+
+    def mantissa() -> str:
+        return f"0x1.{int(rng.integers(0, 2**52)):013x}"
+
+    if kind == "walk":
+        values = [x.close for x in walk(size, seed=n)]
+    elif kind == "mantissas":
+        values = [
+            float.fromhex(f"{mantissa()}p{int(rng.integers(0, room + 1))}") for _ in range(size)
+        ]
+    else:
+        big = [float.fromhex(f"{sign}{mantissa()}p{room}") for sign in ("", "-")]
+        values = [float(v) for v in rng.choice([*big, *big, 1.5, 1.0 + 2.0**-52, 1.75], size)]
+    want = [math.fsum(values[i - n : i]) / n for i in range(n, size + 1)]
+
+    def no_fsum(*_: object) -> float:
+        raise AssertionError("summed by fsum, not by the integer path under test")
+
+    monkeypatch.setattr(indicators.math, "fsum", no_fsum)
+    got = _exact_means(values, n)
+    assert got is not None
+    assert _hex(got) == _hex(want)
+    # And through `indicator_table`, as the engine calls it.
+    specs = INDICATOR_SPECS.validate_python([{"kind": "sma", "length": n}])
+    table = indicator_table(specs, [_at(i, v) for i, v in enumerate(values)])
+    assert _hex([row[f"sma_{n}"] for row in table]) == _hex([None] * (n - 1) + want)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 2.0, float("inf"), 3.0],  # fsum's overflow and nan rules
+        [1.0, -0.0, 2.0, 0.0],  # signed zeros
+    ],
+)
+def test_exact_rolling_means_leave_what_they_cannot_prove_to_fsum(values: list[float]) -> None:
+    assert _exact_means(values, 2) is None
+
+
+def test_exact_rolling_means_sum_blocks_spanning_many_orders_with_fsum() -> None:
+    # 1e300 next to 1e-300 spans more binary orders than 64 bits hold: those windows
+    # go to fsum, the others keep the integer sum; all equal fsum's.
+    values = [1.5, 2.25, 1e300, 1e-300, 3.0, *[float(i % 7 + 1) for i in range(9000)]]
+    got = _exact_means(values, 3)
+    assert got is not None
+    assert _hex(got) == _hex([math.fsum(values[i - 3 : i]) / 3 for i in range(3, len(values) + 1)])
+
+
+def _at(i: int, close: float) -> Candle:
+    """A 1m candle of open, high, low and close `close` (any float: only closes count)."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    return Candle("SIM/USDT", "1m", t0 + timedelta(minutes=i), close, close, close, close, 1.0)
