@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -159,7 +159,8 @@ class InvalidFill(ValueError):
 
 
 def _aware(name: str, value: datetime) -> None:
-    if value.utcoffset() is None:
+    # UTC, the usual case, is told by identity: no call to utcoffset().
+    if value.tzinfo is not UTC and value.utcoffset() is None:
         raise ValueError(f"{name} {value.isoformat()} must be timezone-aware (UTC)")
 
 

@@ -31,7 +31,8 @@ class Mode(StrEnum):
 
 def require_aware(name: str, value: datetime) -> None:
     """Raise ValueError unless `value` carries a timezone (naive times are ambiguous)."""
-    if value.utcoffset() is None:
+    # UTC, the usual case, is told by identity: no call to utcoffset().
+    if value.tzinfo is not UTC and value.utcoffset() is None:
         raise ValueError(f"{name} {value.isoformat()} must be timezone-aware (use UTC)")
 
 
