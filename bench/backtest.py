@@ -16,8 +16,8 @@ when it crosses below; decided on a bar's close, filled at the next bar's open, 
                   engine and `safe_decide`, risk engine, paper fill model,
                   portfolio, all in Decimal), from `Candle` objects
   compiled        `run_fast` over `FastData` (arrays of the same candles, loaded
-                  once): compiled SMAs, Python on signals only, exactly the
-                  engine's trades; the SMAs recomputed on every run
+                  once): compiled SMAs, crossings and books (exact decimals),
+                  exactly the engine's trades; the SMAs recomputed on every run
   compiled/sweep  the same, in a sweep: the SMAs already computed for the data
 
 Every contender runs once untimed (imports, caches, compilation), then the
