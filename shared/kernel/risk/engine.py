@@ -109,7 +109,7 @@ def _sizing(run: _Run) -> CheckResult:
     if isinstance(result, CheckResult):
         return result
     run.sized = result
-    return _passed(RiskCheck.SIZING, **result.details)
+    return CheckResult(RiskCheck.SIZING, CheckStatus.PASSED, dict(result.details))
 
 
 # What `_live_mode` passes with, per (mode, live_trading_enabled): built once.

@@ -162,7 +162,7 @@ def _size_entry(
         )
         for sizing in limits.sizings
     ]
-    chosen, quantity = min(asked, key=lambda item: item[1])
+    chosen, quantity = asked[0] if len(asked) == 1 else min(asked, key=lambda item: item[1])
     bound: str = chosen.method
     details: dict[str, Any] = {
         "price": price,

@@ -34,13 +34,19 @@ def account_state(
 ) -> AccountState:
     """`portfolio` as the risk engine sees it at `now` (marks as last set)."""
     day = trading_day_start(now)
+    # List comprehensions, inlined by the compiler (a generator is a frame per call):
+    # this runs on every decision.
     positions = tuple(
-        OpenPosition(symbol, h.quantity, h.average_entry_price, h.opened_at)
-        for symbol, h in portfolio.positions.items()
+        [
+            OpenPosition(symbol, h.quantity, h.average_entry_price, h.opened_at)
+            for symbol, h in portfolio.positions.items()
+        ]
     )
     closed = tuple(
-        ClosedTrade(t.symbol, t.pnl, t.closed_at, t.stopped_out)
-        for t in portfolio.closed_trades_since(now - lookback)
+        [
+            ClosedTrade(t.symbol, t.pnl, t.closed_at, t.stopped_out)
+            for t in portfolio.closed_trades_since(now - lookback)
+        ]
     )
     exposure = portfolio.positions_value()
     return AccountState(
