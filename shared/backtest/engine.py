@@ -19,6 +19,19 @@ live system does for that candle, with the same kernel code:
 So a decision made on a candle's close fills at the next price, never the close it
 was made on, and the trades, fees and equity are those a paper run of the same
 candles makes (the parity test replays both).
+
+When the data ends, a position still open is valued at its symbol's last close in
+`final_equity` and listed in `BacktestResult.open_trades` (`exit_reason` "end",
+unrealized: no exit fill, no exit fee), apart from the closed trades the metrics
+count. Exposure is counted per bar time (a time with a position open in any market
+counts once), not per symbol's candle.
+
+Speed (bench/backtest.py, docs/PERFORMANCE.md): the SMA(10)/SMA(30) cross on a
+million 1-minute bars, 19,457 round trips, runs in about 3.8 µs a bar, 1.3x
+backtesting.py on the same run. What is left is the live path itself: per bar the
+indicators, the `Context`, `safe_decide`, the strategy and the loop (about 1.7 µs),
+per round trip two risk checks with their `AccountState`, the intents, orders,
+fills and bookings (about 80 µs), and the held bars' equity in `Decimal`.
 """
 
 from __future__ import annotations
@@ -117,7 +130,8 @@ class Backtest:
     skips is work whose result it already has: the indicators are computed ahead,
     column by column, by the window's own calculators (`indicator_table`, the same
     numbers bit for bit); the strategy's positions and outcomes are rebuilt when a
-    fill is booked, not on every candle; a flat account's equity is its cash; and
+    fill is booked, not on every candle, and the loop rereads them only then; orders
+    are numbered, not hashed; a flat account's equity is its cash; and
     with one symbol the equity of the candles a position was held is computed when
     the position changes, with the very `Decimal` arithmetic `Portfolio.equity()`
     does (cash + quantity x the close), in one pass.
