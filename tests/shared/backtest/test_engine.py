@@ -47,7 +47,6 @@ from shared.kernel.portfolio import Portfolio
 from shared.kernel.risk import MarketRules, Mode, RiskEngine, RiskLimits, TradeIntent, merge_limits
 from shared.kernel.risk.state import account_state
 from shared.kernel.strategy import Context, Decision, Strategy, create_strategy, safe_decide
-from shared.market import indicators
 from shared.market.candles import Candle
 from shared.market.feeds import read_candles_csv
 from shared.market.indicators import (
@@ -590,14 +589,15 @@ def test_exact_rolling_means_are_fsum_over_each_window_bit_for_bit(
     def no_fsum(*_: object) -> float:
         raise AssertionError("summed by fsum, not by the integer path under test")
 
-    monkeypatch.setattr(indicators.math, "fsum", no_fsum)
+    monkeypatch.setattr(math, "fsum", no_fsum)  # the module indicators sums with
     got = _exact_means(values, n)
     assert got is not None
     assert _hex(got) == _hex(want)
     # And through `indicator_table`, as the engine calls it.
     specs = INDICATOR_SPECS.validate_python([{"kind": "sma", "length": n}])
     table = indicator_table(specs, [_at(i, v) for i, v in enumerate(values)])
-    assert _hex([row[f"sma_{n}"] for row in table]) == _hex([None] * (n - 1) + want)
+    expected: list[float | None] = [None] * (n - 1)
+    assert _hex([row[f"sma_{n}"] for row in table]) == _hex([*expected, *want])
 
 
 @pytest.mark.parametrize(

@@ -108,4 +108,4 @@ def test_kernel_classes_keep_their_fields_defaults_and_order(cls: type) -> None:
             assert p.default is not inspect.Parameter.empty
         else:
             assert p.default is inspect.Parameter.empty
-    assert cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"
+    assert vars(cls)["__init__"].__qualname__ == f"{cls.__qualname__}.__init__"
