@@ -55,9 +55,9 @@ SMA(10)/SMA(30) on a 1-minute random walk (a trade every 51 candles) runs at abo
 6.7 M candles/s, half of vectorbt's speed; with fewer trades, or fewer candles, faster
 than vectorbt (docs/PERFORMANCE.md).
 
-numba's cache does not see a change to a function another module compiled in:
-after editing `decimals.py`, delete `shared/backtest/__pycache__/*.nb[ic]` (or touch
-`fast_books.py`), or `fast_books` runs the decimals it was compiled with.
+numba's cache does not see a change to a function another module compiled in, so
+`fast_books` adds the content of `decimals.py` to its functions' cache stamp: an edit
+to the decimals recompiles the books.
 """
 
 from __future__ import annotations

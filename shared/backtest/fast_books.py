@@ -14,6 +14,7 @@ OverflowError: `fast` then books the run in Python's `Decimal` instead.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from itertools import repeat
+from pathlib import Path
 from typing import Any, cast
 
 import numba  # type: ignore[import-untyped]
@@ -282,8 +284,19 @@ def _book(
     counts[TEXT] = at
 
 
+#: numba stamps a cached function with its own file's time and size only, and these
+#: functions compile `decimals`' in: its content joins their stamp, so an edit to it
+#: recompiles them instead of running the decimals they were first compiled with.
+_DECIMALS = hashlib.sha256(Path(dec.__file__).read_bytes()).hexdigest()
+
+
 def _jit(function: Callable[..., Any]) -> Callable[..., Any]:
-    return cast(Callable[..., Any], numba.njit(cache=True, nogil=True)(function))
+    dispatcher = numba.njit(cache=True, nogil=True)(function)
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    stamp = getattr(cache_file, "_source_stamp", None)
+    if cache_file is not None and isinstance(stamp, tuple):  # numba 0.61
+        cache_file._source_stamp = (*stamp, _DECIMALS)
+    return cast(Callable[..., Any], dispatcher)
 
 
 _row = _jit(_row)
