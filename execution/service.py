@@ -11,7 +11,11 @@ For every decision it receives (at least once) the service:
 4. persists the order (client order id derived from the decision id), sends it,
    and applies the answer: fills are booked on the kernel's `Portfolio`, persisted,
    and published with the position and realized PnL. No answer in time makes the
-   order `ambiguous`; it is never sent again, the sync loop finds it.
+   order `ambiguous`; it is never sent again, the sync loop finds it;
+5. protects a filled entry: its stop-loss and take-profit rest at the exchange as
+   one one-cancels-other pair where the adapter holds them (`holds_exits`: paper,
+   a Binance OCO order list), stored before the one request leaves; elsewhere the
+   sync loop watches the price and sends a market exit.
 
 A sync loop polls each account: the adapter's market (paper fills, stops), the
 working and ambiguous orders, prices for unrealized PnL, equity snapshots, and the
@@ -721,7 +725,9 @@ class ExecutionService:
         by_id = {r.client_order_id: r for r in reports}
         for leg in legs:
             report = by_id.get(leg.client_order_id)
-            current = account.orders.get(leg.client_order_id, leg)
+            current = account.orders.get(leg.client_order_id)
+            if current is None:
+                continue  # ended while the other leg's answer was applied
             if report is not None:
                 await self._apply(account, current, report)
             else:
