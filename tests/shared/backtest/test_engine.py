@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 from shared.backtest import BacktestConfig, BacktestResult, run_backtest
+from shared.backtest import engine as engine_module
+from shared.backtest.engine import held_equity
 from shared.backtest.metrics import compute_metrics
 from shared.events import Action
 from shared.kernel.engine import StrategyEngine
@@ -624,3 +626,49 @@ def _at(i: int, close: float) -> Candle:
     """A 1m candle of open, high, low and close `close` (any float: only closes count)."""
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     return Candle("SIM/USDT", "1m", t0 + timedelta(minutes=i), close, close, close, close, 1.0)
+
+
+@pytest.mark.parametrize("exposure", [0.001, 0.1, 0.5, 0.99, 1.0])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_held_equity_is_the_decimal_equity_bit_for_bit(exposure: float, seed: int) -> None:
+    """`held_equity` (double-double bounds, `Decimal` where unsure) against
+    `float(cash + quantity * Decimal(repr(close)))` for every bar: cash and
+    quantities with the books' 28 digits, closes of a walk, from a sliver of the
+    account in the position to all of it."""
+    rng = np.random.default_rng(seed)
+    closes = [x.close for x in walk(3000, seed=seed)]
+    equity = list(closes)
+    stretches = []
+    for start in range(0, 3000, 50):
+        stop = start + int(rng.integers(1, 50))
+        equity_now = Decimal(10_000) * Decimal(repr(float(rng.uniform(0.5, 2))))
+        price = Decimal(repr(closes[start]))
+        quantity = (equity_now * Decimal(repr(exposure)) / price).quantize(Decimal("1e-8"))
+        cash = equity_now - quantity * price - quantity * price * Decimal("0.001")
+        cash = max(cash, Decimal(0)) / Decimal(3) * Decimal(3)  # 28 digits, as the books
+        stretches.append((start, stop, cash, quantity))
+    want = list(equity)
+    for start, stop, cash, quantity in stretches:
+        want[start:stop] = [float(cash + quantity * Decimal(repr(c))) for c in closes[start:stop]]
+    held_equity(equity, stretches)
+    assert _hex(equity) == _hex(want)
+
+
+def test_held_equity_takes_the_fast_path_for_most_bars_at_a_tenth_of_equity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closes = [x.close for x in walk(5000, seed=9)]
+    equity = list(closes)
+    stretches = [(0, 5000, Decimal("9000.123456789012345678901234"), Decimal("9.87654321"))]
+    exact: list[float] = []
+    real = engine_module.Decimal
+
+    def counting(value: object = "0") -> Decimal:
+        exact.append(1.0)
+        return real(value)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module, "Decimal", counting)
+    held_equity(equity, stretches)
+    assert len(exact) < 0.25 * len(closes)  # most bars need no Decimal at all
+    cash, quantity = stretches[0][2], stretches[0][3]
+    assert equity == [float(cash + quantity * Decimal(repr(c))) for c in closes]
