@@ -27,11 +27,11 @@ count. Exposure is counted per bar time (a time with a position open in any mark
 counts once), not per symbol's candle.
 
 Speed (bench/backtest.py, docs/PERFORMANCE.md): the SMA(10)/SMA(30) cross on a
-million 1-minute bars, 19,457 round trips, runs in about 3.8 µs a bar, 1.3x
+million 1-minute bars, 19,457 round trips, runs in about 3.5 µs a bar, 1.5x
 backtesting.py on the same run. What is left is the live path itself: per bar the
 indicators, the `Context`, `safe_decide`, the strategy and the loop (about 1.7 µs),
 per round trip two risk checks with their `AccountState`, the intents, orders,
-fills and bookings (about 80 µs), and the held bars' equity in `Decimal`.
+fills and bookings (about 85 µs).
 """
 
 from __future__ import annotations
@@ -134,10 +134,10 @@ class Backtest:
     column by column, by the window's own calculators (`indicator_table`, the same
     numbers bit for bit); the strategy's positions and outcomes are rebuilt when a
     fill is booked, not on every candle, and the loop rereads them only then; orders
-    are numbered, not hashed; a flat account's equity is its cash; and
-    with one symbol the equity of the candles a position was held is computed when
-    the position changes, with the very `Decimal` arithmetic `Portfolio.equity()`
-    does (cash + quantity x the close), in one pass.
+    are numbered, not hashed; a flat account's equity is its cash; and with one
+    symbol the equity of the candles a position was held is computed at the end, all
+    at once, equal bit for bit to the `Decimal` arithmetic `Portfolio.equity()` does
+    (cash + quantity x the close; `held_equity`).
     """
 
     def __init__(
@@ -306,7 +306,8 @@ class Backtest:
             self.bars += 1
 
     def _settle(self) -> None:
-        """Turn the closes held in `equity` since the position opened into equity:
+        """Note the closes held in `equity` since the position opened, with the books
+        they were held at, for `held_equity` to turn into equity at the end:
         `Portfolio.equity()` of one holding, cash + quantity x the close as a Decimal
         (adding its zero start changes no digit), to a float."""
         start = self._held_from
