@@ -9,6 +9,7 @@ the run instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import os
 import socket
 import subprocess
@@ -35,6 +36,34 @@ from shared.db.engine import create_engine, upgrade
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+def _decimal_context() -> tuple[object, ...]:
+    c = decimal.getcontext()
+    return (
+        c.prec,
+        c.rounding,
+        c.Emin,
+        c.Emax,
+        c.capitals,
+        c.clamp,
+        tuple(sorted((t.__name__, on) for t, on in c.traps.items())),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _decimal_context_kept() -> Iterator[None]:
+    """Money is exact only in the default decimal context; a library that changes the
+    process's context (ccxt's decimal_to_precision sets ROUND_HALF_UP) changes every
+    later sum. A test that leaves it changed fails here, and the context is reset, so
+    the tests after it are not judged in the wrong one."""
+    before = _decimal_context()
+    yield
+    after = _decimal_context()
+    if after != before:
+        decimal.setcontext(decimal.Context())
+        pytest.fail(f"the test changed the decimal context: {before} -> {after}")
+
 
 PG_URL = os.environ.get("ATS_TEST_DATABASE_URL")
 TIMEOUT_FACTOR = float(os.environ.get("ATS_TEST_TIMEOUT_FACTOR", "1"))

@@ -82,7 +82,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -418,7 +418,11 @@ class CcxtAdapter(ExchangeAdapter):
 
     async def _guard[T](self, call: Callable[[], Awaitable[T]], *, placing: bool) -> T:
         try:
-            return await call()
+            # ccxt's decimal_to_precision rounds by setting the current decimal context
+            # to ROUND_HALF_UP (and trapping Underflow) for good: in a copy here, or every
+            # later Decimal sum of the service (fills, fees, PnL) would round that way.
+            with localcontext():
+                return await call()
         except (ccxt.BaseError, *_PARSE_ERRORS) as e:
             if isinstance(e, ccxt.BaseError):
                 # The chained cause is logged with tracebacks: scrub it too.
@@ -625,7 +629,8 @@ class CcxtAdapter(ExchangeAdapter):
         )
         reports = []
         for leg in answer.get("orderReports") or []:
-            parsed = self.exchange.parse_order(leg, market)
+            with localcontext():  # see _guard
+                parsed = self.exchange.parse_order(leg, market)
             reports.append(await self._report(parsed, symbol))
         return reports
 
@@ -660,7 +665,8 @@ class CcxtAdapter(ExchangeAdapter):
             else self.exchange.price_to_precision
         )
         try:
-            sent = str(to_precision(symbol, format(value, "f")))
+            with localcontext():  # see _guard
+                sent = str(to_precision(symbol, format(value, "f")))
         except ccxt.BaseError as e:
             raise self.translate_error(e, placing=True) from e
         if Decimal(sent) != value:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import decimal
 import inspect
 import math
 import random
@@ -561,7 +562,10 @@ class CcxtPollingFeed(CandleFeed):
         retry = 0
         while True:
             try:
-                return await call()
+                # ccxt may set the current decimal context's rounding for good (its
+                # decimal_to_precision): in a copy, so this process's sums keep theirs.
+                with decimal.localcontext():
+                    return await call()
             except (ccxt.BaseError, *_PARSE_ERRORS) as e:
                 error = translate_ccxt_error(
                     e, source=self._source, symbol=self.symbol, exchange=exchange

@@ -250,10 +250,21 @@ async def test_backtest_unfinished_rows_are_failed_by_the_next_gateway(
 async def test_backtest_running_at_shutdown_is_stopped_and_marked_failed(
     confined: Gateway, tmp_path: Path
 ) -> None:
-    # Long enough to be running when the gateway stops (several seconds of bars).
+    # Long enough to be running when the gateway stops: several seconds of bars for
+    # an ensemble of three (an SMA cross alone now replays them in about one).
     long = write_candles(tmp_path / "allowed" / "ETH-USDT_5m.csv", 100_000)
+    slow = {
+        "strategy": "ensemble",
+        "params": {
+            "members": [
+                {"strategy": "sma_cross"},
+                {"strategy": "rsi_reversal"},
+                {"strategy": "breakout"},
+            ]
+        },
+    }
     async with confined.api() as api:
-        url = await submit(api, {**SMA, "data": [str(long)]})
+        url = await submit(api, {**slow, "data": [str(long)]})
 
         async def progressed() -> bool:
             body = (await api.get(url)).json()
