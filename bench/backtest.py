@@ -17,8 +17,13 @@ when it crosses below; decided on a bar's close, filled at the next bar's open, 
                   portfolio, all in Decimal), from `Candle` objects
   compiled        `run_fast` over `FastData` (arrays of the same candles, loaded
                   once): compiled SMAs, crossings and books (exact decimals),
-                  exactly the engine's trades; the SMAs recomputed on every run
-  compiled/sweep  the same, in a sweep: the SMAs already computed for the data
+                  exactly the engine's trades; the SMAs recomputed on every run;
+                  obtains what vectorbt's does: the trades as columns (text and
+                  arrays), the equity curve as an array, the final value
+  compiled + objects  the same, then the Python objects built from them: the
+                  `TradeRecord`s (five `Decimal`s each), the curve and its times
+                  as lists (what every run built before the result was lazy)
+  compiled/sweep  as compiled, in a sweep: the SMAs already computed for the data
 
 Every contender runs once untimed (imports, caches, compilation), then the
 contenders take turns for `--rounds` rounds and each is reported at its fastest
@@ -60,7 +65,7 @@ import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from shared.backtest import BacktestConfig, run_backtest  # noqa: E402
+from shared.backtest import BacktestConfig, BacktestResult, run_backtest  # noqa: E402
 from shared.kernel.fills import FillModelConfig  # noqa: E402
 from shared.kernel.strategy import create_strategy  # noqa: E402
 from shared.market.candles import Candle  # noqa: E402
@@ -207,17 +212,44 @@ def run_engine(data: Dataset) -> int:
     return len(result.trades)
 
 
+def _columnar(result: BacktestResult) -> int:
+    """What vectorbt's contender obtains, in the form the compiled mode hands it over:
+    the trades as columns (each trade's decimals as text, its candles and return as
+    arrays: `fast_books.book`), the equity curve as an array, the final value."""
+    from shared.backtest.result import Lazy
+
+    trades, equity = result.trades, result.equity
+    if not (isinstance(trades, Lazy) and isinstance(equity, Lazy) and equity.array is not None):
+        raise TypeError("the compiled run did not hand its trades and curve over as columns")
+    if trades.materialized or equity.materialized:
+        raise RuntimeError("the compiled run built its Python objects")
+    result.final_equity  # noqa: B018 - obtained, as vectorbt's final value
+    return len(trades)
+
+
 def run_compiled(data: Dataset) -> int:
     from shared.backtest.fast import run_fast
 
     data.fast_data._means.clear()  # a single run: its SMAs are part of the cost
-    return len(run_fast("sma_cross", data.fast_data, CONFIG, params=PARAMS).trades)
+    return _columnar(run_fast("sma_cross", data.fast_data, CONFIG, params=PARAMS))
+
+
+def run_compiled_objects(data: Dataset) -> int:
+    from shared.backtest.fast import run_fast
+    from shared.backtest.result import as_list
+
+    data.fast_data._means.clear()
+    result = run_fast("sma_cross", data.fast_data, CONFIG, params=PARAMS)
+    # Everything as Python objects, as the result held it before it was lazy: the
+    # TradeRecords (five Decimals each) and the curve and its times as lists.
+    as_list(result.equity), as_list(result.equity_times)
+    return len(as_list(result.trades))
 
 
 def run_compiled_sweep(data: Dataset) -> int:
     from shared.backtest.fast import run_fast
 
-    return len(run_fast("sma_cross", data.fast_data, CONFIG, params=PARAMS).trades)
+    return _columnar(run_fast("sma_cross", data.fast_data, CONFIG, params=PARAMS))
 
 
 CONTENDERS: dict[str, Callable[[Dataset], int]] = {
@@ -225,6 +257,7 @@ CONTENDERS: dict[str, Callable[[Dataset], int]] = {
     "vectorbt": run_vectorbt,
     "engine": run_engine,
     "compiled": run_compiled,
+    "compiled + objects": run_compiled_objects,
     "compiled/sweep": run_compiled_sweep,
 }
 BASELINE = "backtesting.py"

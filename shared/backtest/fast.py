@@ -77,7 +77,7 @@ import numpy.typing as npt
 
 from shared.backtest import decimals, fast_books
 from shared.backtest.engine import BacktestConfig, Progress, run_backtest
-from shared.backtest.result import BacktestResult, TradeRecord
+from shared.backtest.result import BacktestResult, Lazy, TradeRecord, microseconds
 from shared.kernel.fills import FillModelConfig, decimal_price
 from shared.kernel.orders import OrderLeg
 from shared.kernel.risk import MarketRules, RiskLimits, RiskReason, merge_limits
@@ -306,6 +306,87 @@ def _crosses(f: Floats, s: Floats, index: npt.NDArray[np.int64], kind: npt.NDArr
     return count
 
 
+def _sum(total: float, compensation: float, x: float) -> tuple[float, float]:
+    """One step of CPython's `sum()` of floats (Neumaier's compensated sum, 3.12)."""
+    t = total + x
+    if abs(total) >= abs(x):
+        compensation += (total - t) + x
+    else:
+        compensation += (x - t) + total
+    return t, compensation
+
+
+def _summed(total: float, compensation: float) -> float:
+    """The end of CPython's `sum()`: the compensation added if it is finite and not 0."""
+    if compensation != 0.0 and math.isfinite(compensation):
+        return total + compensation
+    return total
+
+
+def curve_statistics(
+    values: Floats, times: npt.NDArray[np.int64], start: int, capital: float
+) -> tuple[float, float, float, int, float, float, bool]:
+    """What `metrics.compute_metrics` computes from the equity curve, from arrays, in
+    the same operations in the same order (so the same floats, bit for bit):
+    `values` the curve after each bar with the capital first, `times` each bar's
+    time in microseconds, `start` the run's start in microseconds. Returns the sum of
+    the returns, of their squared deviations from the mean, of the squared negative
+    returns, their count; the deepest drawdown and its longest duration (seconds);
+    and whether a square overflowed (where Python's `x ** 2` raises OverflowError)."""
+    n = len(values) - 1
+    returns = np.empty(n)
+    for i in range(n):
+        a = values[i]
+        returns[i] = (values[i + 1] / a - 1) if a != 0.0 else 0.0
+    total = compensation = 0.0
+    for r in returns:
+        total, compensation = _sum(total, compensation, r)
+    total = _summed(total, compensation)
+    squares = down = 0.0
+    overflow = False
+    if n >= 2:
+        mean = total / n
+        compensation = 0.0
+        for r in returns:
+            d = r - mean
+            square = d * d
+            overflow |= math.isinf(square) and math.isfinite(d)
+            squares, compensation = _sum(squares, compensation, square)
+        squares = _summed(squares, compensation)
+        compensation = 0.0
+        for r in returns:
+            low = 0.0 if r > 0.0 else float(r)  # Python's min(r, 0.0)
+            low_square = low * low
+            overflow |= math.isinf(low_square) and math.isfinite(low)
+            down, compensation = _sum(down, compensation, low_square)
+        down = _summed(down, compensation)
+    peak = capital
+    peak_at = start
+    deepest = longest = 0.0
+    underwater = False
+    for i in range(n):
+        at, value = times[i], values[i + 1]
+        if value >= peak:
+            if underwater:
+                lasted = (at - peak_at) / 1e6
+                if lasted > longest:
+                    longest = lasted
+                underwater = False
+            peak, peak_at = value, at
+            continue
+        underwater = True
+        fall = (peak - value) / peak if peak > 0 else 0.0
+        if fall > deepest:
+            deepest = fall
+        lasted = (at - peak_at) / 1e6
+        if lasted > longest:
+            longest = lasted
+    return total, squares, down, n, deepest, longest, overflow
+
+
+_sum = _jit(_sum)
+_summed = _jit(_summed)
+curve_statistics = _jit(curve_statistics)
 _scaling = _jit(_scaling)
 _means_by_integers = _jit(_means_by_integers)
 _fits = _jit(_fits)
@@ -332,6 +413,7 @@ def warm_up() -> float:
     _means_by_integers(_scaling(x)[2], 0, 5, np.empty(64))
     _fits(55, 5)
     _curve(x, np.array([0], np.int64), np.array([1.0]), np.array([0.0]))
+    curve_statistics(x, np.arange(63, dtype=np.int64), -1, 1.0)
     # The books and the prices as written: a run that trades, compiled all through.
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     wave = (100 + 5 * np.sin(np.arange(64) / 3)).tolist()
@@ -360,6 +442,9 @@ class FastData:
     close_times: list[datetime]
     open_list: list[float] = field(repr=False)  # the same prices as Python floats
     close_list: list[float] = field(repr=False)
+    # The close times in microseconds since the epoch: what `compute_metrics` reads
+    # for the drawdown's duration, without the datetimes.
+    close_us: npt.NDArray[np.int64] = field(repr=False)
     _means: dict[int, Floats] = field(default_factory=dict, repr=False)
     _scaled: tuple[int, int, npt.NDArray[np.int64]] | None = field(default=None, repr=False)
 
@@ -386,6 +471,7 @@ class FastData:
                 "candles out of order, closer than their timeframe, of several markets or "
                 "with a price that is not a positive number"
             )
+        close_times = [t + step for t in open_times]
         return cls(
             symbol=first.symbol,
             timeframe=first.timeframe,
@@ -393,9 +479,10 @@ class FastData:
             opens=opens,
             closes=closes,
             open_times=open_times,
-            close_times=[t + step for t in open_times],
+            close_times=close_times,
             open_list=opens.tolist(),
             close_list=closes.tolist(),
+            close_us=_microseconds(close_times, step),
         )
 
     def sma(self, length: int) -> Floats:
@@ -414,6 +501,14 @@ class FastData:
                     _means_by_partials(self.closes, length, means)
             self._means[length] = means
         return means
+
+
+def _microseconds(times: list[datetime], step: timedelta) -> npt.NDArray[np.int64]:
+    """`times` as `result.microseconds` gives each: at one step apart, counted."""
+    first = microseconds(times[0])
+    if all(b - a == step for a, b in zip(times, times[1:], strict=False)):
+        return first + np.arange(len(times), dtype=np.int64) * (step // timedelta(microseconds=1))
+    return np.fromiter(map(microseconds, times), np.int64, len(times))
 
 
 # --------------------------------------------------------------------------- the run
@@ -436,7 +531,7 @@ class _Books:
     entry_fee: Decimal = _ZERO
     opened: int = 0
     fills: int = 0
-    trades: list[TradeRecord] = field(default_factory=list)
+    trades: list[TradeRecord] | Lazy[TradeRecord] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
     # The books after each fill, from its candle on: (candle, cash, quantity).
     changes: list[tuple[int, Decimal, Decimal]] = field(default_factory=list)
@@ -528,7 +623,8 @@ def _run(
     if booked is None:
         books = _Books(config.capital)
         _trade(data, list(zip(index.tolist(), kind.tolist(), strict=True)), books, market)
-        equity, exposure = _equity(data, books, config.capital, exact_curve)
+        equity_list, exposure = _equity(data, books, config.capital, exact_curve)
+        equity: Sequence[float] = equity_list
     else:
         books = _Books(
             booked.cash,
@@ -543,7 +639,9 @@ def _run(
             rejections=Counter(booked.rejections),
         )
         curve, held = _curve(data.closes, booked.starts, booked.curve_cash, booked.curve_quantity)
-        equity, exposure = curve.tolist(), int(held)
+        # Handed over as the array: the list of a million floats (15 ms) is built
+        # only if something reads it (`compute_metrics` reads the array).
+        equity, exposure = Lazy(len(curve), curve.tolist, array=curve), int(held)
     # Portfolio.equity(): cash + the sum, from 0, of the holdings at the last close.
     last = decimal_price(data.close_list[-1])
     final = books.cash + (_ZERO + books.quantity * last if books.quantity else _ZERO)
@@ -561,7 +659,7 @@ def _run(
         fees_paid=books.fees,
         trades=books.trades,
         open_trades=_still_open(data, books, last) if books.quantity else [],
-        equity_times=list(data.close_times),
+        equity_times=Lazy(len(data.close_times), data.close_times.copy, array=data.close_us),
         equity=equity,
         exposure_bars=exposure,
         rejections=dict(books.rejections),
@@ -769,7 +867,9 @@ def _trade(data: FastData, signals: list[tuple[int, int]], books: _Books, market
     last = len(closes) - 1
     size_entry, fit, round_price = market.size_entry, market.fit, market.round_price
     fee_rate, buy_slip, sell_slip = market.fee, market.buy_slip, market.sell_slip
-    rejections, trades, changes = books.rejections, books.trades, books.changes
+    rejections, changes = books.rejections, books.changes
+    trades: list[TradeRecord] = []
+    books.trades = trades
     cash, fees, fills = books.cash, books.fees, books.fills
     held = _ZERO  # the position's quantity, its buy price, cost basis, entry fee, candle
     bought = cost_basis = entry_fee = _ZERO
@@ -878,6 +978,7 @@ def _equity(
 __all__ = [
     "FastData",
     "exact_means",
+    "curve_statistics",
     "run_fast",
     "supports",
     "sweep_fast",

@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from shared.backtest import decimals as dec
 from shared.backtest.decimals import FLOOR, HALF_EVEN, Dec, Ints
-from shared.backtest.result import TradeRecord
+from shared.backtest.result import Lazy, TradeRecord
 from shared.kernel.orders import OrderLeg
 from shared.kernel.risk import RiskReason
 
@@ -323,6 +323,7 @@ _FIELDS = (
     "fees",
     "exit_reason",
 )
+_TEXT_FIELDS = ("quantity", "entry_price", "exit_price", "pnl", "fees")  # as `_book` writes
 _SETTERS = [getattr(TradeRecord, name).__set__ for name in _FIELDS]
 _BULK = tuple(f.name for f in fields(TradeRecord)) == _FIELDS
 
@@ -359,7 +360,7 @@ class Booked:
     entry_fee: Decimal
     opened: int
     fills: int
-    trades: list[TradeRecord]
+    trades: Lazy[TradeRecord]  # built on first use: see `Lazy`
     rejections: dict[str, int]
     starts: npt.NDArray[np.int64]
     curve_cash: npt.NDArray[np.float64]
@@ -405,25 +406,27 @@ def book(
     words = text[: counts[TEXT]].tobytes().decode("ascii").split()
     # Per trade five values; then the cash, fees, quantity held at the end, and the
     # open position's buy price, cost basis and entry fee.
-    quantity, entry_price, exit_price, pnl, fees = (
-        list(map(Decimal, words[j : 5 * trades : 5])) for j in range(5)
-    )
-    times = open_times.__getitem__
-    records = _records(
-        (
-            repeat(symbol, trades),
-            quantity,
-            map(times, candles[:trades, 0].tolist()),
-            map(times, candles[:trades, 1].tolist()),
-            entry_price,
-            exit_price,
-            pnl,
-            returns[:trades].tolist(),
-            fees,
-            repeat(_EXIT, trades),
-        ),
-        trades,
-    )
+    entries, exits = candles[:trades, 0].copy(), candles[:trades, 1].copy()
+    return_pct = returns[:trades].copy()
+
+    def column(name: str) -> list[Any]:
+        """One field of every trade, without building the records."""
+        if name in _TEXT_FIELDS:
+            j = _TEXT_FIELDS.index(name)
+            return list(map(Decimal, words[j : 5 * trades : 5]))
+        if name in ("entry_time", "exit_time"):
+            at = entries if name == "entry_time" else exits
+            return list(map(open_times.__getitem__, at.tolist()))
+        if name == "return_pct":
+            return cast(list[Any], return_pct.tolist())
+        if name in ("symbol", "exit_reason"):
+            return [symbol if name == "symbol" else _EXIT] * trades
+        raise KeyError(name)
+
+    def build() -> list[TradeRecord]:
+        return _records(tuple(column(name) for name in _FIELDS), trades)
+
+    records: Lazy[TradeRecord] = Lazy(trades, build, column=column)
     cash, total_fees, held, bought, cost_basis, entry_fee = map(
         Decimal, words[5 * trades : 5 * trades + 6]
     )

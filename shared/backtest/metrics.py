@@ -23,7 +23,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared.backtest.result import BacktestResult
+import numpy as np
+import numpy.typing as npt
+
+from shared.backtest.result import BacktestResult, Lazy, microseconds
 from shared.market.candles import timeframe_seconds
 
 YEAR_SECONDS = 365 * 24 * 3600
@@ -63,20 +66,45 @@ def compute_metrics(result: BacktestResult) -> Metrics:
     years = seconds / YEAR_SECONDS
     cagr = _cagr(final / capital, years) if years > 0 and capital and final > 0 else None
 
-    times, equity = equity_curve(result)
-    returns = _returns([capital, *equity])
     per_year = YEAR_SECONDS / timeframe_seconds(result.timeframe)
     volatility = sharpe = sortino = None
-    if len(returns) >= 2:
-        mean = sum(returns) / len(returns)
-        sd = _stdev(returns, mean)
-        volatility = sd * math.sqrt(per_year)
-        sharpe = (mean / sd * math.sqrt(per_year)) if sd > 0 else None
-        downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
-        sortino = (mean / downside * math.sqrt(per_year)) if downside > 0 else None
+    arrays = _curve_arrays(result)
+    if arrays is not None:
+        # The compiled mode's curve: the same sums from its arrays, compiled.
+        from shared.backtest.fast import curve_statistics  # noqa: PLC0415 - numba: only here
 
-    max_dd, dd_seconds = _drawdown(capital, result.start, times, equity)
-    pnls = [t.pnl for t in result.trades]
+        times_us, values = arrays
+        total, squares, down, count, max_dd, dd_seconds, overflow = curve_statistics(
+            np.concatenate(([capital], values)), times_us, microseconds(result.start), capital
+        )
+        if overflow:  # as `r ** 2` raises on the lists
+            raise OverflowError(34, "Numerical result out of range")
+        points = len(times_us)
+        if count >= 2:
+            mean = total / count
+            sd = math.sqrt(squares / (count - 1))
+            volatility = sd * math.sqrt(per_year)
+            sharpe = (mean / sd * math.sqrt(per_year)) if sd > 0 else None
+            downside = math.sqrt(down / count)
+            sortino = (mean / downside * math.sqrt(per_year)) if downside > 0 else None
+    else:
+        times, equity = equity_curve(result)
+        points = len(times)
+        returns = _returns([capital, *equity])
+        if len(returns) >= 2:
+            mean = sum(returns) / len(returns)
+            sd = _stdev(returns, mean)
+            volatility = sd * math.sqrt(per_year)
+            sharpe = (mean / sd * math.sqrt(per_year)) if sd > 0 else None
+            downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+            sortino = (mean / downside * math.sqrt(per_year)) if downside > 0 else None
+        max_dd, dd_seconds = _drawdown(capital, result.start, times, equity)
+
+    trades = result.trades
+    if isinstance(trades, Lazy) and trades.column is not None and not trades.materialized:
+        pnls: list[Decimal] = trades.column("pnl")  # no TradeRecords built to rank a run
+    else:
+        pnls = [t.pnl for t in trades]
     wins = [p for p in pnls if p > 0]
     losses = [p for p in pnls if p < 0]
     gross_loss = -sum(losses, Decimal(0))
@@ -91,7 +119,7 @@ def compute_metrics(result: BacktestResult) -> Metrics:
         win_rate_pct=len(wins) / len(pnls) * 100 if pnls else None,
         profit_factor=float(sum(wins, Decimal(0)) / gross_loss) if gross_loss > 0 else None,
         expectancy=float(sum(pnls, Decimal(0)) / len(pnls)) if pnls else None,
-        exposure_pct=result.exposure_bars / len(times) * 100 if times else 0.0,
+        exposure_pct=result.exposure_bars / points * 100 if points else 0.0,
         trades=len(pnls),
         fees_paid=float(result.fees_paid),
         final_equity=final,
@@ -122,6 +150,28 @@ def drawdowns(capital: float, equity: list[float]) -> list[float]:
         peak = max(peak, value)
         out.append((peak - value) / peak if peak > 0 else 0.0)
     return out
+
+
+def _curve_arrays(
+    result: BacktestResult,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+    """The compiled mode's curve as arrays, one point per time (`equity_curve`): the
+    times in microseconds and the equity; None for a curve held as lists."""
+    times, equity = result.equity_times, result.equity
+    if not (
+        isinstance(times, Lazy)
+        and isinstance(equity, Lazy)
+        and times.array is not None
+        and equity.array is not None
+        and len(times.array) == len(equity.array) > 0
+    ):
+        return None
+    at: npt.NDArray[np.int64] = times.array
+    values: npt.NDArray[np.float64] = equity.array
+    last = np.append(at[1:] != at[:-1], True)  # the last value at each time
+    if not last.all():
+        at, values = at[last], values[last]
+    return at, values
 
 
 def _cagr(growth: float, years: float) -> float | None:

@@ -7,10 +7,94 @@ ISO 8601 UTC).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
+
+import numpy.typing as npt
+
+
+class Lazy[T](Sequence[T]):
+    """A list built on first use, once: how the compiled mode hands over its trades
+    and its equity curve, so a run whose result is only ranked (`compute_metrics`
+    reads `array` and `column`) does not build a million floats or a `TradeRecord`
+    with five `Decimal`s per trade. Equal to the list it builds, and to any list
+    with the same items.
+
+    `array`: the same values as a numpy array (the equity curve), or None.
+    `column(name)`: one field of every item without building the items (the
+    trades: `column("pnl")` parses only the PnLs), or None.
+    """
+
+    __slots__ = ("_build", "_items", "_length", "array", "column")
+
+    def __init__(
+        self,
+        length: int,
+        build: Callable[[], list[T]],
+        *,
+        array: npt.NDArray[Any] | None = None,
+        column: Callable[[str], list[Any]] | None = None,
+    ) -> None:
+        self._length = length
+        self._build: Callable[[], list[T]] | None = build
+        self._items: list[T] | None = None
+        self.array = array
+        self.column = column
+
+    @property
+    def materialized(self) -> bool:
+        """Whether the items have been built."""
+        return self._items is not None
+
+    @property
+    def items(self) -> list[T]:
+        """The items as a list, built on the first call (the same list after)."""
+        if self._items is None:
+            assert self._build is not None  # noqa: S101 - set until built
+            self._items = self._build()
+            self._build = None
+        return self._items
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        return self.items[index]
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Lazy):
+            return self.items == other.items
+        if isinstance(other, list):
+            return self.items == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list: unhashable like one
+
+    def __repr__(self) -> str:
+        if self._items is None:
+            return f"Lazy(<{self._length} items, not built>)"
+        return f"Lazy({self._items!r})"
+
+
+def as_list[T](values: Sequence[T]) -> list[T]:
+    """`values` as a list: a list itself, a `Lazy`'s items (built once), else a copy."""
+    if isinstance(values, list):
+        return values
+    if isinstance(values, Lazy):
+        return values.items
+    return list(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +167,10 @@ class BacktestResult:
             `final_equity` values them at the same marks.
         equity_times, equity: the equity after every bar (floats: a curve to
             compute ratios and draw, not to account with; `final_equity` is exact).
+
+    `trades`, `equity_times` and `equity` are lists from the event engine and
+    `from_json`; the compiled mode gives `Lazy` sequences, built on first use and
+    equal to the lists the engine gives (`as_list` turns either into a list).
         exposure_bars: bar times (points of the equity curve: one per close time,
             however many symbols) that ended with a position open in any market.
         rejections: refused intents by risk reason code.
@@ -101,9 +189,9 @@ class BacktestResult:
     currency: str
     final_equity: Decimal
     fees_paid: Decimal
-    trades: list[TradeRecord]
-    equity_times: list[datetime]
-    equity: list[float]
+    trades: Sequence[TradeRecord]
+    equity_times: Sequence[datetime]
+    equity: Sequence[float]
     exposure_bars: int
     rejections: dict[str, int] = field(default_factory=dict)
     fills: int = 0
@@ -131,7 +219,7 @@ class BacktestResult:
             "open_trades": [{**t.to_json(), "unrealized": True} for t in self.open_trades],
             "equity_curve": {
                 "times": [_iso(t) for t in self.equity_times],
-                "equity": self.equity,
+                "equity": as_list(self.equity),
             },
         }
 
@@ -159,6 +247,16 @@ class BacktestResult:
             settings=dict(data.get("settings") or {}),
             open_trades=[TradeRecord.from_json(t) for t in data.get("open_trades") or []],
         )
+
+
+def microseconds(at: datetime) -> int:
+    """`at` in integer microseconds since the Unix epoch (a naive time read as UTC):
+    the compiled mode's curve times (`Lazy.array` of `equity_times`)."""
+    return ((at.replace(tzinfo=UTC) if at.tzinfo is None else at) - _EPOCH) // _MICROSECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _iso(value: datetime) -> str:
