@@ -46,14 +46,17 @@ Cost (docs/PERFORMANCE.md has the measurements): the first call in a process loa
 the compiled functions from numba's cache (`cache=True`, about 0.4 s; the first call
 ever compiles them, about 10 s). Then a run over `FastData` (the candles as
 arrays, loaded once; each SMA length computed once) costs, per million candles,
-about 1.5 ms per SMA (25 ms when the window's sum needs the partials), 4 ms to find
-the crosses, 15 ms for the equity curve as a list of floats and 4 ms for its times;
-and per round trip about 5 µs: 0.2 µs to read its prices as written, 2.7 µs for its
-exact books compiled (sizing 1 µs, of which four 28-digit divisions), and 1.7 µs for
-the Python objects it reports (five `Decimal`s and its `TradeRecord`). So
-SMA(10)/SMA(30) on a 1-minute random walk (a trade every 51 candles) runs at about
-6.7 M candles/s, half of vectorbt's speed; with fewer trades, or fewer candles, faster
-than vectorbt (docs/PERFORMANCE.md).
+about 1.5 ms per SMA (25 ms when the window's sum needs the partials) and 4 ms to
+find the crosses; and per round trip about 3 µs: 0.2 µs to read its prices as
+written and 2.7 µs for its exact books compiled (sizing 1 µs, of which four 28-digit
+divisions). The result is lazy (`shared.backtest.result.Lazy`): the trades stay the
+columns the books wrote (five decimals as text, candles and returns as arrays) and
+the equity curve and its times numpy arrays, and `compute_metrics` reads those. Only
+what reads them builds the Python objects, once: 1.7 µs a round trip for its five
+`Decimal`s and its `TradeRecord`, 15 ms a million candles for the curve as a list of
+floats and 4 ms for its times. So SMA(10)/SMA(30) on a 1-minute random walk (a trade
+every 51 candles) runs at about 13 M candles/s, 1.2x vectorbt's speed, and at half
+of it when every trade and the curve are built as Python objects.
 
 numba's cache does not see a change to a function another module compiled in, so
 `fast_books` adds the content of `decimals.py` to its functions' cache stamp: an edit
