@@ -82,10 +82,21 @@ class Lazy[T](Sequence[T]):
 
     __hash__ = None  # type: ignore[assignment]  # equal to a list: unhashable like one
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (or deep-copied) as the built items: the columns' readers are closures.
+        return (_built, (self.items, self.array))
+
     def __repr__(self) -> str:
         if self._items is None:
             return f"Lazy(<{self._length} items, not built>)"
         return f"Lazy({self._items!r})"
+
+
+def _built[T](items: list[T], array: npt.NDArray[Any] | None) -> Lazy[T]:
+    """A `Lazy` already built: what an unpickled one is."""
+    lazy = Lazy(len(items), items.copy, array=array)
+    lazy._items, lazy._build = items, None
+    return lazy
 
 
 def as_list[T](values: Sequence[T]) -> list[T]:

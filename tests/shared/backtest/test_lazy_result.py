@@ -5,8 +5,10 @@ without building them, to the same floats bit for bit.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 import struct
 from collections.abc import Callable
 from dataclasses import replace
@@ -75,6 +77,7 @@ def test_the_lazy_result_equals_the_engine_and_its_eager_copy(seed: int) -> None
     assert got == eager(got) and eager(got) == got
     assert got.to_json() == eager(got).to_json()
     json.dumps(got.to_json())  # the REST API stores it as JSON
+    assert pickle.loads(pickle.dumps(got)) == got == copy.deepcopy(got)  # noqa: S301 - our own bytes
     assert BacktestResult.from_json(got.to_json()) == got
     assert got.trades != want.trades[:-1] and got.trades != "trades"
 
