@@ -98,17 +98,33 @@ async def provisioned(database: Database) -> dict[str, str]:
     return {"trigger": trig, "group": grp}
 
 
-@pytest.fixture
-async def gateway_process(database: Database, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
-    gw = GatewayProcess(
+def _gateway(database: Database, tmp_path: Path, ping: float) -> GatewayProcess:
+    return GatewayProcess(
         database,
         tmp_path,
-        ws_ping_interval=0.5,
-        ws_ping_timeout=0.5,
+        ws_ping_interval=ping,
+        ws_ping_timeout=ping,
         # These tests stream as fast as they can; throttling is tested elsewhere.
         ws_rate_limit=1_000_000,
         ws_rate_burst=1_000_000,
     )
+
+
+@pytest.fixture
+async def gateway_process(database: Database, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
+    # Pings every 5 s: a test client busy streaming thousands of frames on a loaded
+    # machine may answer a ping late, and must not be dropped for it (CI saw 0.5 s do
+    # that). The dead-peer test, which is about pings, uses its own fast ones.
+    gw = _gateway(database, tmp_path, ping=5.0)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+async def fast_ping_gateway(database: Database, tmp_path: Path) -> AsyncIterator[GatewayProcess]:
+    gw = _gateway(database, tmp_path, ping=0.5)
     try:
         yield gw
     finally:
@@ -226,9 +242,9 @@ async def test_gateway_sigterm_flushes_and_closes_sessions_with_1001(
 
 
 async def test_gateway_dead_peer_frees_its_token(
-    gateway_process: GatewayProcess, provisioned: dict[str, str]
+    fast_ping_gateway: GatewayProcess, provisioned: dict[str, str]
 ) -> None:
-    gw = gateway_process
+    gw = fast_ping_gateway
     await gw.start()
     # A client in another process that stops answering (SIGSTOP): no pongs, no close.
     code = (
