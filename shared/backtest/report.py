@@ -23,7 +23,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from shared.backtest.metrics import Metrics, drawdowns, equity_curve
-from shared.backtest.result import BacktestResult
+from shared.backtest.result import BacktestResult, TradeRecord
 
 MAX_CHART_POINTS = 20_000
 MAX_TRADE_ROWS = 10_000
@@ -197,22 +197,7 @@ def _extremes(values: Sequence[float], limit: int = MAX_CHART_POINTS) -> list[in
 
 def _trades(result: BacktestResult) -> str:
     shown = result.trades[:MAX_TRADE_ROWS]
-    rows = [
-        (
-            str(i),
-            t.symbol,
-            _time(t.entry_time),
-            str(t.entry_price),
-            _time(t.exit_time),
-            str(t.exit_price),
-            str(t.quantity),
-            f"{t.pnl:.8f}",
-            f"{t.return_pct:.2f}",
-            f"{t.fees:.8f}",
-            t.exit_reason,
-        )
-        for i, t in enumerate(shown, 1)
-    ]
+    rows = [(str(i), *_cells(t), t.exit_reason) for i, t in enumerate(shown, 1)]
     header = (
         "#",
         "symbol",
@@ -242,20 +227,7 @@ def _open_trades(result: BacktestResult) -> str:
     as unrealized, apart from the closed trades the metrics count."""
     if not result.open_trades:
         return ""
-    rows = [
-        (
-            t.symbol,
-            _time(t.entry_time),
-            str(t.entry_price),
-            _time(t.exit_time),
-            str(t.exit_price),
-            str(t.quantity),
-            f"{t.pnl:.8f}",
-            f"{t.return_pct:.2f}",
-            f"{t.fees:.8f}",
-        )
-        for t in result.open_trades
-    ]
+    rows = [_cells(t) for t in result.open_trades]
     header = (
         "symbol",
         "entry time",
@@ -273,6 +245,21 @@ def _open_trades(result: BacktestResult) -> str:
         "(exit reason <code>end</code>), with no exit fill or fee. The final equity "
         "counts them at these marks; the trade metrics do not.</p>"
         + _table(header, rows, css="trades")
+    )
+
+
+def _cells(t: TradeRecord) -> tuple[str, ...]:
+    """A trade's row, closed or open (an open one's exit is its last close)."""
+    return (
+        t.symbol,
+        _time(t.entry_time),
+        str(t.entry_price),
+        _time(t.exit_time),
+        str(t.exit_price),
+        str(t.quantity),
+        f"{t.pnl:.8f}",
+        f"{t.return_pct:.2f}",
+        f"{t.fees:.8f}",
     )
 
 
