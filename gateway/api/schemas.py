@@ -24,11 +24,15 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
 
+from shared.backtest.data import BacktestRequest
 from shared.events import Category, Event, LogLevel, Name, Trace
 from shared.kernel.orders import OrderStatus
 from shared.kernel.rules import MAX_RULES
+from shared.kernel.strategy import strategy_class, strategy_names
 
 Description = Annotated[str, Field(max_length=2_000)]
 Config = Annotated[
@@ -650,6 +654,24 @@ class EquityPage(_Output):
 # --------------------------------------------------------------------------- backtests
 
 BacktestStatus = Literal["queued", "running", "done", "failed"]
+
+
+class BacktestCreate(BacktestRequest):
+    """A backtest to run: `BacktestRequest`, with `params` checked against the
+    strategy's own model as a field, the way a trading group's are
+    (`catalog.check_group_config`). So a bad param's 422 names it
+    (`["body", "params", "fast"]`) and a check across params (`fast` below `slow`) is on
+    `["body", "params"]`, where a form can show it, rather than on the whole body."""
+
+    @field_validator("params")
+    @classmethod
+    def _fit_the_strategy(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("strategy")
+        # An unknown strategy is left to the request's own check, which lists the known.
+        if name in strategy_names():
+            # Raised here, its errors become this field's, their locs under `params`.
+            strategy_class(name).Params.model_validate(params)
+        return params
 
 
 class BacktestQuery(_Input):

@@ -1,7 +1,8 @@
 """Backtests: run one in the background from a request, follow it, read its result.
 
 `POST` checks the request the way `ats backtest` does (`BacktestRequest`: a known
-strategy, valid params, candle files whose names say their market), confines its
+strategy, valid params, candle files whose names say their market; a bad param's 422
+names it, as a trading group's does: `BacktestCreate`), confines its
 files to the directories a backtest may read (the repository's `data/` and
 `ATS_BACKTEST_DATA_DIRS`), stores it `queued` and answers 202 at once; a worker
 process runs it (`gateway/backtests.py`). `GET` shows its status and progress, and
@@ -23,6 +24,7 @@ from gateway.api.deps import SessionDep, StateDep
 from gateway.api.routes._common import Responses
 from gateway.api.schemas import (
     BacktestAccepted,
+    BacktestCreate,
     BacktestPage,
     BacktestPublic,
     BacktestQuery,
@@ -31,7 +33,6 @@ from gateway.api.schemas import (
 )
 from gateway.backtests import DataPathError, confine_data
 from gateway.db import crud
-from shared.backtest.data import BacktestRequest
 from shared.db.models import BacktestRow
 
 router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -77,7 +78,7 @@ def _bad_cursor() -> RequestValidationError:
     response_description="Queued: follow it at the `Location` header's URL.",
 )
 async def create_backtest(
-    body: BacktestRequest, session: SessionDep, state: StateDep, response: Response
+    body: BacktestCreate, session: SessionDep, state: StateDep, response: Response
 ) -> BacktestAccepted:
     """Check the request, store it and start it; 202 with its id. A bad field, an
     unknown strategy or bad params, or a data file that does not exist or lies

@@ -123,13 +123,13 @@ async def test_backtest_on_shipped_data_is_done_with_the_direct_runs_result(
         ({"strategy": "nope", "data": [SHIPPED]}, ["body"], "unknown strategy 'nope'"),
         (
             {"strategy": "sma_cross", "params": {"fast": 30, "slow": 10}, "data": [SHIPPED]},
-            ["body"],
+            ["body", "params"],
             "fast (30) must be shorter than slow (10)",
         ),
         (
             {"strategy": "sma_cross", "params": {"fats": 3}, "data": [SHIPPED]},
-            ["body"],
-            "bad params for strategy 'sma_cross'",
+            ["body", "params", "fats"],
+            "Extra inputs are not permitted",
         ),
         ({**SMA, "data": ["data/DOGE-BTC_5m.csv"]}, ["body", "data", "0", "path"], "no such file"),
         (
@@ -168,6 +168,34 @@ async def test_backtest_bad_request_is_422_and_stores_nothing(
         assert loc in error_locs(r)
         assert message in r.text, r.text
         assert (await api.get("/api/v1/backtests")).json()["items"] == []
+
+
+async def test_backtest_bad_params_are_refused_where_a_trading_groups_are(
+    gateway: Gateway,
+) -> None:
+    """The params are checked as a group's are (its strategy's model), with the same
+    errors, each at its param under `params` rather than on the whole body."""
+    bad = {"fast": 0, "slow": 6000, "stop_loss": {"kind": "pct"}}
+    async with gateway.api() as api:
+        r = await api.post(
+            "/api/v1/backtests", json={"strategy": "sma_cross", "params": bad, "data": [SHIPPED]}
+        )
+        group = await api.post(
+            "/api/v1/trading-groups",
+            json={"name": "g", "kind": "algo", "config": {"strategy": "sma_cross", "params": bad}},
+        )
+        listed = (await api.get("/api/v1/backtests")).json()["items"]
+    assert sorted(error_locs(r)) == [
+        ["body", "params", "fast"],
+        ["body", "params", "slow"],
+        ["body", "params", "stop_loss", "pct", "value"],  # a tagged union's tag is in it
+    ]
+    # The group's errors, `config` left out of their loc: the same, said the same way.
+    as_group = [
+        {**e, "loc": [p for p in e["loc"] if p != "config"]} for e in group.json()["detail"]
+    ]
+    assert sorted(r.json()["detail"], key=str) == sorted(as_group, key=str)
+    assert listed == []
 
 
 async def test_backtest_reads_an_allowed_dir_and_not_a_symlink_out_of_it(
