@@ -38,6 +38,7 @@ from execution.adapters.base import (
     AccountSpec,
     Credentials,
     ExchangeAdapter,
+    FillReport,
     OrderReport,
     OrderRequest,
     create_adapter,
@@ -77,6 +78,7 @@ from shared.kernel.risk import (
     jsonable,
     merge_limits,
 )
+from shared.kernel.risk.sizing import round_amount
 from shared.kernel.risk.state import account_state
 from shared.logging import get_logger
 from shared.market.candles import timeframe_delta
@@ -285,7 +287,7 @@ class ExecutionService:
             held = (await adapter.balances()).get(currency)
             flow = sum(
                 (
-                    (f.fill.quantity * f.fill.price + f.fill.fee)
+                    (f.fill.held_quantity * f.fill.price + f.fill.fee)
                     * (1 if f.fill.side is OrderSide.BUY else -1)
                     for f in fills
                 ),
@@ -548,18 +550,7 @@ class ExecutionService:
         """Bring `order` to what the exchange reports: fills booked, status moved."""
         booked: list[Booking] = []
         fills = [
-            Fill(
-                fill_id=f.fill_id,
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=f.quantity,
-                price=f.price,
-                fee=f.fee,
-                at=f.at,
-                liquidity=f.liquidity,
-                leg=order.leg,
-            )
+            await self._fill_of(account, order, f)
             for f in report.fills
             if f.fill_id not in order.fill_ids
         ]
@@ -617,6 +608,45 @@ class ExecutionService:
             await self._announce(account, order)
         return order
 
+    async def _fill_of(self, account: Account, order: Order, report: FillReport) -> Fill:
+        """The fill to book for an exchange's report of one execution of `order`.
+
+        A buy whose fee the exchange took from the coin bought leaves the account
+        less than the fill's quantity, and what is left is rarely on the market's
+        amount grid. The books hold the rest rounded down to the grid, so the exit
+        (and an OCO) sells exactly what the books hold and the exchange has; the
+        coin below the grid (dust) stays at the exchange, counted as fee.
+        """
+        withheld, fee = Decimal(0), report.fee
+        if order.side is OrderSide.BUY and 0 < report.base_fee < report.quantity:
+            net = report.quantity - report.base_fee
+            try:
+                rules = await self._read(account, account.adapter.market_rules, order.symbol)
+                kept = round_amount(net, rules)
+            except ExchangeError as e:
+                # Without the grid the net coin is held as it is: the exit rounds it
+                # down and the dust stays in the books; never lose the fill for it.
+                log.warning("market_rules_unread", account=account.name, error=str(e))
+                kept = net
+            if kept <= 0:
+                kept = net
+            withheld = report.quantity - kept
+            if kept != net:
+                fee += (net - kept) * report.price
+        return Fill(
+            fill_id=report.fill_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=report.quantity,
+            price=report.price,
+            fee=fee,
+            at=report.at,
+            liquidity=report.liquidity,
+            leg=order.leg,
+            withheld=withheld,
+        )
+
     async def _record_position(self, account: Account, order: Order) -> None:
         symbol = order.symbol
         holding = account.portfolio.position(symbol)
@@ -651,10 +681,19 @@ class ExecutionService:
             and account.adapter.holds_exits(symbol)
         ):
             last = booked[-1].fill
+            holding = account.portfolio.position(symbol)
+            # What the account holds of the entry: less than it filled when the
+            # exchange took its fee in the coin (`_fill_of`).
+            quantity = min(order.filled_quantity, holding.quantity) if holding else None
             children = [
                 child
                 for child in exit_orders(
-                    order, stop_loss=stop, take_profit=target, at=last.at, not_before=last.at
+                    order,
+                    stop_loss=stop,
+                    take_profit=target,
+                    at=last.at,
+                    not_before=last.at,
+                    quantity=quantity,
                 )
                 if child.client_order_id not in account.orders
             ]

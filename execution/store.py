@@ -181,6 +181,7 @@ class ExecutionStore:
                     liquidity=fill.liquidity.value if fill.liquidity else None,
                     realized_pnl=realized_pnl,
                     at=fill.at,
+                    withheld=fill.withheld or None,
                 )
             )
             # Booked already: a fill reported twice is booked once.
@@ -342,4 +343,5 @@ def _fill(row: FillRow) -> Fill:
         at=row.at,
         liquidity=Liquidity(row.liquidity) if row.liquidity else None,
         leg=OrderLeg(row.leg) if row.leg else None,
+        withheld=row.withheld or Decimal(0),
     )

@@ -90,7 +90,11 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class FillReport:
-    """One execution as the exchange reports it; `fill_id` is stable across reports."""
+    """One execution as the exchange reports it; `fill_id` is stable across reports.
+
+    `fee` is in the quote currency (`fee_currency` when it could not be converted);
+    `base_fee` is the part of it the exchange took from the base currency, in base
+    units: on a buy, coin the account paid and does not hold."""
 
     fill_id: str
     client_order_id: str
@@ -102,6 +106,7 @@ class FillReport:
     at: datetime
     fee_currency: str | None = None
     liquidity: Liquidity | None = None
+    base_fee: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,9 +65,10 @@ How the adapter keeps the contract of `base.ExchangeAdapter`:
   difference with `shared.kernel.orders.fill_from_totals`.
 - Fees are converted to the quote currency: a fee charged in the base currency
   (Binance takes its commission from the asset received) is multiplied by the
-  fill's price; one in a third currency (BNB) at that currency's last price against
-  the quote when the exchange lists the pair, else it is reported in its own
-  currency (`FillReport.fee_currency`).
+  fill's price and also reported in base units (`FillReport.base_fee`: the coin
+  the account does not hold, see `Fill.withheld`); one in a third currency (BNB)
+  at that currency's last price against the quote when the exchange lists the
+  pair, else it is reported in its own currency (`FillReport.fee_currency`).
 - Errors: `translate_error` is the one place where ccxt's exceptions become ours.
   Reads are retried with `call_with_retry(idempotent=True)`; a placement with
   `idempotent=False`: a 429 is retried (the exchange did not act), a timeout is not
@@ -763,7 +764,7 @@ class CcxtAdapter(ExchangeAdapter):
         if fills:
             fee = sum((f.fee for f in fills if f.fee_currency in (None, quote)), ZERO)
         elif average is not None:
-            fee, _ = await self._fee_in_quote(order, symbol, average)
+            fee, _, _ = await self._fee_in_quote(order, symbol, average)
         else:
             fee = ZERO
         if status is OrderStatus.REJECTED:
@@ -838,7 +839,7 @@ class CcxtAdapter(ExchangeAdapter):
         quantity, price = _positive(trade.get("amount")), _positive(trade.get("price"))
         if quantity is None or price is None:
             return None
-        fee, currency = await self._fee_in_quote(trade, symbol, price)
+        fee, currency, in_base = await self._fee_in_quote(trade, symbol, price)
         maker = trade.get("takerOrMaker")
         return FillReport(
             fill_id=f"{symbol}:{trade['id']}",
@@ -851,16 +852,19 @@ class CcxtAdapter(ExchangeAdapter):
             at=_when(trade.get("timestamp")) or updated,
             fee_currency=currency,
             liquidity=Liquidity(maker) if maker in ("maker", "taker") else liquidity,
+            base_fee=in_base,
         )
 
     async def _fee_in_quote(
         self, item: Mapping[str, Any], symbol: str, price: Decimal
-    ) -> tuple[Decimal, str | None]:
-        """The fees of a ccxt trade or order, in the quote currency where possible."""
+    ) -> tuple[Decimal, str | None, Decimal]:
+        """The fees of a ccxt trade or order, in the quote currency where possible, and
+        the part of them charged in the base currency, in base units (coin the
+        account paid with, so does not hold)."""
         fees = item.get("fees") or ([item["fee"]] if item.get("fee") else [])
         base, _, rest = symbol.partition("/")
         quote = rest.split(":")[0] or None
-        total, currency = ZERO, quote
+        total, currency, in_base = ZERO, quote, ZERO
         for fee in fees:
             cost = _decimal((fee or {}).get("cost"))
             if not cost:
@@ -870,6 +874,7 @@ class CcxtAdapter(ExchangeAdapter):
                 total += cost
             elif charged == base:
                 total += cost * price
+                in_base += cost
             else:
                 rate = await self._conversion(str(charged), quote)
                 if rate is None:
@@ -877,7 +882,7 @@ class CcxtAdapter(ExchangeAdapter):
                     total, currency = total + cost, str(charged)
                 else:
                     total += cost * rate
-        return total, currency
+        return total, currency, in_base
 
     async def _conversion(self, currency: str, quote: str | None) -> Decimal | None:
         pair = f"{currency}/{quote}"

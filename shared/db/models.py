@@ -437,6 +437,8 @@ class FillRow(Base):
     liquidity: Mapped[str | None] = mapped_column(String(8))
     realized_pnl: Mapped[Decimal | None] = mapped_column(Money)
     at: Mapped[datetime]
+    # Coin of a buy the account does not hold (`Fill.withheld`); NULL for none.
+    withheld: Mapped[Decimal | None] = mapped_column(Money)
 
     __table_args__ = (
         UniqueConstraint("account", "fill_id"),

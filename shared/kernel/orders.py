@@ -172,6 +172,12 @@ class Fill:
 
     `fill_id` is unique per execution and stable when reported again, which is what
     lets orders and portfolios ignore a fill they have already booked.
+
+    `withheld` (buys only) is the part of `quantity` the account did not get to keep:
+    the fee an exchange takes from the coin bought (Binance without BNB), plus what
+    is left of the rest below the market's amount grid, which no order can sell.
+    The books hold `held_quantity`; `fee` counts the withheld coin at `price`, so
+    the cash paid is still `quantity x price` plus any fee paid in the quote.
     """
 
     fill_id: str
@@ -184,17 +190,35 @@ class Fill:
     at: datetime
     liquidity: Liquidity | None = None
     leg: OrderLeg | None = None
+    withheld: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         if self.quantity <= 0:
             raise InvalidFill(f"fill {self.fill_id} has quantity {self.quantity}; it must be > 0")
         if self.price <= 0:
             raise InvalidFill(f"fill {self.fill_id} has price {self.price}; it must be > 0")
+        if self.withheld:
+            if self.side is not OrderSide.BUY:
+                raise InvalidFill(
+                    f"fill {self.fill_id}: only a buy can have coin withheld "
+                    f"({self.withheld}); a sell's fee is paid in the quote"
+                )
+            if not 0 < self.withheld < self.quantity:
+                raise InvalidFill(
+                    f"fill {self.fill_id}: withheld {self.withheld} must be between 0 and "
+                    f"the quantity {self.quantity}"
+                )
         _aware("fill time", self.at)
 
     @property
     def notional(self) -> Decimal:
         return self.quantity * self.price
+
+    @property
+    def held_quantity(self) -> Decimal:
+        """What the account holds of a buy: `quantity` less the coin withheld."""
+        # Exactly `quantity` when nothing is withheld: `q - 0` may change its exponent.
+        return self.quantity - self.withheld if self.withheld else self.quantity
 
 
 @fast_init
@@ -452,11 +476,13 @@ def exit_orders(
     take_profit: Decimal | None,
     at: datetime,
     not_before: datetime | None = None,
+    quantity: Decimal | None = None,
 ) -> tuple[Order, ...]:
     """The stop-loss and take-profit children of a filled (or partly filled) entry:
-    opposite side, the entry's filled quantity, status `new`, one-cancels-other
-    (they share `parent_id`). `not_before` defaults to `at`: pass the entry fill's
-    time so a stop crossed later in the entry's own candle counts.
+    opposite side, the entry's filled quantity (or `quantity`, what the account
+    holds of it when the exchange withheld part as its fee), status `new`,
+    one-cancels-other (they share `parent_id`). `not_before` defaults to `at`: pass
+    the entry fill's time so a stop crossed later in the entry's own candle counts.
 
     Raises:
         ValueError: the entry has nothing filled or no decision id to derive ids from.
@@ -484,7 +510,7 @@ def exit_orders(
                 symbol=entry.symbol,
                 side=entry.side.opposite,
                 type=kind,
-                quantity=entry.filled_quantity,
+                quantity=entry.filled_quantity if quantity is None else quantity,
                 created_at=at,
                 stop_price=price,
                 leg=leg,

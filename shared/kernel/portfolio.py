@@ -209,7 +209,7 @@ class Portfolio:
         if fill.fill_id in self._fill_ids:
             return None
         if fill.side is OrderSide.BUY:
-            cost = fill.quantity * fill.price + fill.fee
+            cost = fill.held_quantity * fill.price + fill.fee
             if cost > self._cash:
                 return InsufficientCash(
                     f"portfolio {self.account}: buying {fill.quantity} {fill.symbol} costs "
@@ -253,19 +253,19 @@ class Portfolio:
         return [self.apply(f) for f in fills]
 
     def _buy(self, fill: Fill) -> Holding:
-        cost = fill.quantity * fill.price + fill.fee
+        # The coin withheld (`Fill.withheld`) is not held; its value is in the fee.
+        bought = fill.held_quantity
+        cost = bought * fill.price + fill.fee
         self._cash -= cost
         held = self._holdings.get(fill.symbol)
         if held is None:
-            holding = Holding(
-                fill.symbol, fill.quantity, fill.price, cost, fill.fee, fill.at, fill.at
-            )
+            holding = Holding(fill.symbol, bought, fill.price, cost, fill.fee, fill.at, fill.at)
         else:
-            quantity = held.quantity + fill.quantity
+            quantity = held.quantity + bought
             holding = Holding(
                 fill.symbol,
                 quantity,
-                (held.quantity * held.average_entry_price + fill.quantity * fill.price) / quantity,
+                (held.quantity * held.average_entry_price + bought * fill.price) / quantity,
                 held.cost_basis + cost,
                 held.entry_fees + fill.fee,
                 min(held.opened_at, fill.at),

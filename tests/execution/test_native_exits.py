@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from sqlalchemy import select
 from execution.store import ExecutionStore
 from gateway.db import crud
 from shared.db.engine import create_engine
-from shared.db.models import FillRow, IncidentRow, OrderRow
+from shared.db.models import FillRow, IncidentRow, OrderRow, PositionRow
 from shared.kernel.orders import OrderLeg, client_order_id
 from shared.sdk import GatewayClient
 from tests.conftest import Database, Gateway, Spawn, eventually
@@ -50,9 +50,15 @@ def account_config(url: str, **extra: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def binance_desk(
-    gateway: Gateway, database: Database, tmp_path: Path, **config: Any
+    gateway: Gateway,
+    database: Database,
+    tmp_path: Path,
+    commission: Literal["quote", "received"] = "quote",
+    **config: Any,
 ) -> AsyncIterator[tuple[Desk, FakeBinance]]:
-    async with FakeBinance(api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}) as binance:
+    async with FakeBinance(
+        api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}, commission=commission
+    ) as binance:
         desk, engine = await open_desk(
             gateway,
             database,
@@ -353,3 +359,73 @@ PROTECTIVE_LEGS = (OrderLeg.STOP_LOSS, OrderLeg.TAKE_PROFIT)
 async def _status(store: ExecutionStore, cid: str) -> Any:
     async with store.sessions() as s:
         return await s.scalar(select(OrderRow.status).where(OrderRow.client_order_id == cid))
+
+
+# ---------------------------------------------------------------------- fees in the coin
+# Binance without BNB takes a buy's commission from the coin bought: the account holds
+# 0.1 % less than the order filled. The books hold what the account has (rounded down
+# to the amount grid), so the OCO and the exit sell what is there.
+
+
+async def test_fees_taken_in_the_coin_leave_an_oco_for_what_the_account_holds(
+    gateway: Gateway, database: Database, tmp_path: Path
+) -> None:
+    async with binance_desk(gateway, database, tmp_path, commission="received") as (
+        desk,
+        binance,
+    ):
+        _, stop_id, target_id = await protected_entry(desk, binance)
+        held = QUANTITY - QUANTITY * Decimal("0.001")  # 0.1998 ETH
+        assert binance.balance("ETH").free + binance.balance("ETH").locked == held
+        (oco,) = [h for h in binance.requests if h.path == OCO]
+        assert oco.params["quantity"] == str(held)
+        (entry,) = [f for f in await rows(desk, FillRow) if f.leg == "entry"]
+        assert (entry.quantity, entry.withheld) == (QUANTITY, QUANTITY - held)
+
+        binance.set_price(Decimal("0.061"))
+        (executed,) = binance.fill_crossed()
+        assert executed.client_order_id == target_id
+        await eventually(lambda: events(desk, "take_profit", "filled"), message="the target fill")
+        (fill_event,) = events(desk, "take_profit", "filled")
+        assert (fill_event.payload.model_extra or {})["position"]["quantity"] == "0"
+        assert binance.balance("ETH").free == binance.balance("ETH").locked == 0
+        assert await rows(desk, IncidentRow) == []
+
+
+async def test_coin_below_the_grid_stays_as_dust_and_the_exit_sells_the_rest(
+    gateway: Gateway, database: Database, tmp_path: Path
+) -> None:
+    price = Decimal("0.0513")  # 0.01 BTC buys 0.1949 ETH; the fee leaves 0.1947051
+    async with binance_desk(gateway, database, tmp_path, commission="received") as (
+        desk,
+        binance,
+    ):
+        binance.set_price(price)
+        await desk.decide("BUY", read_rows()[10]["time"], entry=price)
+        await eventually(lambda: events(desk, "entry", "filled"), message="the entry fill")
+        (entry,) = await rows(desk, FillRow)
+        assert (entry.quantity, entry.withheld) == (Decimal("0.1949"), Decimal("0.0002"))
+        # The fee (0.0001949 ETH) and the dust (0.0000051 ETH), valued at the fill price.
+        assert entry.fee == Decimal("0.0002") * price
+        spent = Decimal(1) - binance.balance("BTC").free
+
+        # A restart rebuilds the books from the stored fills: the same 0.1947 held,
+        # and the exchange holding more (the dust) is no mismatch.
+        await desk.restart()
+        (position,) = await rows(desk, PositionRow)
+        assert position.quantity == Decimal("0.1947")
+        assert await rows(desk, IncidentRow) == []
+
+        sell = await desk.decide("SELL", read_rows()[11]["time"], entry=price)
+        await eventually(lambda: events(desk, "exit", "filled"), message="the exit fill")
+        exit_id = client_order_id(sell, OrderLeg.EXIT)
+        assert binance.order(exit_id).executed == Decimal("0.1947")
+        assert not [e for e in desk.orders if e.payload.status == "rejected"]
+        assert binance.balance("ETH").free == Decimal("0.0000051")  # the dust
+        (_, exit_fill) = sorted(await rows(desk, FillRow), key=lambda f: f.id)
+        # The books' PnL is what the BTC balance gained: every fee is in it.
+        gained = binance.balance("BTC").free - (Decimal(1) - spent)
+        assert exit_fill.realized_pnl == gained - spent
+        (position,) = await rows(desk, PositionRow)
+        assert position.quantity == 0
+        assert await rows(desk, IncidentRow) == []

@@ -427,11 +427,13 @@ async def test_ccxt_fee_in_base_is_converted_to_quote() -> None:
     # Binance took 0.1 % of the ETH received; at 0.05 BTC/ETH that is 5e-7 BTC.
     (fill,) = buy.fills
     assert (fill.fee, fill.fee_currency) == (Decimal("0.00001") * PRICE, "BTC")
+    assert fill.base_fee == Decimal("0.00001")  # the ETH the account paid and lacks
     assert buy.fee == fetched.fee == Decimal("0.0000005")
     assert fetched.fills == buy.fills
     # A sell pays in BTC, the asset received: no conversion (Binance rounds to 1e-8).
     assert sell.fee == Decimal("0.00000050")
     assert sell.fills[0].fee_currency == "BTC"
+    assert sell.fills[0].base_fee == 0
 
 
 async def test_ccxt_same_client_id_returns_the_existing_order(venue: CcxtHarness) -> None:

@@ -44,6 +44,7 @@ def fill(
     *,
     leg: OrderLeg | None = None,
     order: str | None = None,
+    withheld: str = "0",
 ) -> Fill:
     n = next(_seq)
     return Fill(
@@ -56,6 +57,7 @@ def fill(
         fee=D(fee),
         at=at,
         leg=leg,
+        withheld=D(withheld),
     )
 
 
@@ -382,3 +384,81 @@ def test_portfolio_since_sums_carried_forward_equal_a_fresh_sum(
             assert p.trades_opened_since(since) == sum(1 for t, _ in opened if t >= since)
     losses = [t.closed_at for t in p.closed_trades if t.pnl < 0]
     assert p.last_loss_at() == max(losses, default=None)
+
+
+# --------------------------------------------------------------------------- coin withheld
+
+
+def test_a_buy_with_coin_withheld_holds_the_rest_and_pays_the_whole_price() -> None:
+    # Binance without BNB: 0.2 ETH bought at 0.05 BTC, 0.1 % (0.0002 ETH) taken from the
+    # ETH received, the rest rounded to the 0.0001 grid: 0.1997 held, 0.0001 dust.
+    # The adapter reports the fee at the fill price and the service adds the dust.
+    p = Portfolio("acct", D("1"), currency="BTC")
+    fee = (D("0.0002") + D("0.0001")) * D("0.05")
+    booked = p.apply(buy("ETH/BTC", "0.2", "0.05", str(fee), DAY1, withheld="0.0003"))
+
+    assert booked.position is not None and booked.position.quantity == D("0.1997")
+    assert p.cash == D("1") - D("0.2") * D("0.05")  # the whole price, no quote fee
+    assert p.fees_paid == D("0.000015")
+    assert booked.position.average_entry_price == D("0.05")
+
+    closed = p.apply(sell("ETH/BTC", "0.1997", "0.06", "0.000011982", DAY2)).closed_trade
+    assert p.position("ETH/BTC") is None  # sold all the books held: nothing left open
+    assert closed is not None
+    # Paid 0.01 BTC for what sold for 0.1997 x 0.06 = 0.011982, less 0.000011982 fee.
+    assert closed.pnl == D("0.011982") - D("0.000011982") - D("0.01")
+    assert p.cash == D("1") + closed.pnl
+
+
+def test_withheld_coin_is_refused_on_a_sell_and_beyond_the_quantity() -> None:
+    with pytest.raises(ValueError, match="only a buy"):
+        sell("ETH/BTC", "0.2", "0.05", "0", DAY1, withheld="0.0002")
+    with pytest.raises(ValueError, match="between 0 and"):
+        buy("ETH/BTC", "0.2", "0.05", "0", DAY1, withheld="0.2")
+    with pytest.raises(ValueError, match="between 0 and"):
+        buy("ETH/BTC", "0.2", "0.05", "0", DAY1, withheld="-0.1")
+
+
+def test_nothing_withheld_books_the_quantity_as_given() -> None:
+    # `quantity - 0` would turn 2E+1 into 20: the books keep the fill's own digits.
+    p = Portfolio("acct", D("10000"))
+    booked = p.apply(buy(BTC, "2E+1", "1", "0", DAY1))
+
+    assert booked.position is not None and str(booked.position.quantity) == "2E+1"
+
+
+def test_exit_orders_take_the_held_quantity_when_given() -> None:
+    entry = transition(
+        Order(
+            client_order_id=client_order_id("d-withheld"),
+            account="acct",
+            symbol="ETH/BTC",
+            side=OrderSide.BUY,
+            type=OrderType.MARKET,
+            quantity=D("0.2"),
+            created_at=DAY1,
+            decision_id="d-withheld",
+        ),
+        OrderStatus.SUBMITTED,
+        at=DAY1,
+    )
+    entry = apply_fill(
+        entry,
+        buy(
+            "ETH/BTC",
+            "0.2",
+            "0.05",
+            "0",
+            DAY1,
+            order=entry.client_order_id,
+            withheld="0.0003",
+        ),
+    )
+
+    stop, target = exit_orders(
+        entry, stop_loss=D("0.045"), take_profit=D("0.06"), at=DAY1, quantity=D("0.1997")
+    )
+    default = exit_orders(entry, stop_loss=D("0.045"), take_profit=None, at=DAY1)
+
+    assert stop.quantity == target.quantity == D("0.1997")
+    assert default[0].quantity == D("0.2")  # the entry's filled quantity, as before
