@@ -1,17 +1,14 @@
 // Backtests: run one from a form, watch its progress, read its metrics and charts,
-// compare runs side by side. Everything goes through /api/v1/backtests.
+// compare runs side by side. Everything goes through /api/v1/backtests. The strategy is
+// picked from the gateway's catalog and its params drawn from its schema, with the
+// trading-group editor's pieces (forms.tsx): the API's 422s land beside the param.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, api, get, type Backtest, type Candle, type CandleFile, type Page } from "../api";
 import { CandleChart, LineChart, drawdown, type Line, type Marker } from "../charts";
 import { num, time } from "../format";
-import { Badge, Field, InlineError, Section, parseJson, showError, useLoad } from "../ui";
-
-const STRATEGIES = ["sma_cross", "rsi_reversal", "breakout", "ensemble", "json_rule", "ml"];
-const DEFAULT_PARAMS: Record<string, string> = {
-  sma_cross: '{"fast": 10, "slow": 30}',
-  rsi_reversal: '{"length": 14, "lower": 30, "upper": 70}',
-  breakout: '{"lookback": 20}',
-};
+import { type Schema, errorsUnder, useLocalProblems } from "../schemaform";
+import { Badge, Field, InlineError, Section, showError, useLoad } from "../ui";
+import { FormErrors, type Obj, ParamsForm, RawSwitch, RawText, type StrategyType, rawErrors, useRawJson } from "./forms";
 
 const METRICS: [string, string, (v: number | null) => string][] = [
   ["total_return_pct", "total return", (v) => num(v, 2, " %")],
@@ -35,28 +32,54 @@ function describeRun(b: Backtest): string {
   return `${b.request.strategy} ${JSON.stringify(b.request.params)} · ${files}`;
 }
 
+/** The params a strategy's schema gives a default, filled in: a run then says what it
+ * ran with. What has none (a stop, an ensemble's members) is left for the operator. */
+function defaultsOf(schema: Schema): Obj {
+  const out: Obj = {};
+  for (const [k, p] of Object.entries(schema.properties ?? {}))
+    if (p.default !== undefined && p.default !== null && typeof p.default !== "object") out[k] = p.default;
+  return out;
+}
+
 function RunForm(props: { onStarted: (id: string) => void }) {
   const files = useLoad(() => get<CandleFile[]>("/candles/files"), []);
+  const catalog = useLoad(() => get<StrategyType[]>("/catalog/strategies"), []);
   const [strategy, setStrategy] = useState("sma_cross");
-  const [params, setParams] = useState(DEFAULT_PARAMS.sma_cross);
+  // null: the chosen strategy's defaults (known once the catalog is loaded).
+  const [params, setParams] = useState<Obj | null>(null);
+  const raw = useRawJson("params");
+  const { problems, report } = useLocalProblems();
   const [data, setData] = useState("data/ETH-BTC_5m.csv");
   const [capital, setCapital] = useState("10000");
   const [commission, setCommission] = useState("0.001");
   const [slippage, setSlippage] = useState("0");
   const [error, setError] = useState<ApiError | null>(null);
-  const [paramsError, setParamsError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
+  const type = catalog.data?.find((s) => s.name === strategy);
+  const value = params ?? (type ? defaultsOf(type.params_schema) : {});
+
+  function pick(name: string) {
+    setStrategy(name);
+    // Another strategy's params mean nothing to this one: start from its defaults.
+    setParams(null);
+    const next = catalog.data?.find((s) => s.name === name);
+    if (raw.text !== null) raw.open(next ? defaultsOf(next.params_schema) : {});
+  }
 
   async function submit(e: Event) {
     e.preventDefault();
-    const [parsed, problem] = parseJson<Record<string, unknown>>(params, "params");
-    setParamsError(problem);
-    if (problem) return;
+    let sent = value;
+    if (raw.text !== null) {
+      const parsed = raw.parse();
+      if (!parsed) return;
+      sent = parsed;
+    }
+    if (Object.keys(problems).length) return;
     setBusy(true);
     try {
       const body = {
         strategy,
-        params: parsed ?? {},
+        params: sent,
         data: [data],
         capital,
         commission,
@@ -78,47 +101,44 @@ function RunForm(props: { onStarted: (id: string) => void }) {
       .map((f) => f.msg)
       .join("; ") || undefined;
   return (
-    <form class="card form-grid" onSubmit={submit} data-testid="backtest-form">
+    <form class="card" onSubmit={submit} data-testid="backtest-form">
       <h2>Run a backtest</h2>
-      <Field label="strategy" error={fieldError("strategy")}>
-        <input
-          name="strategy"
-          list="strategies"
-          value={strategy}
-          onChange={(e) => {
-            const v = (e.target as HTMLInputElement).value;
-            setStrategy(v);
-            if (DEFAULT_PARAMS[v]) setParams(DEFAULT_PARAMS[v]);
-          }}
-        />
-        <datalist id="strategies">
-          {STRATEGIES.map((s) => (
-            <option key={s} value={s} />
-          ))}
-        </datalist>
-      </Field>
-      <Field label="params (JSON)" error={paramsError ?? fieldError("params")}>
-        <textarea name="params" rows={2} value={params} onInput={(e) => setParams((e.target as HTMLTextAreaElement).value)} />
-      </Field>
-      <Field label="candles" error={fieldError("data")}>
-        <select name="data" value={data} onChange={(e) => setData((e.target as HTMLSelectElement).value)}>
-          {(files.data ?? [{ path: data, symbol: "", timeframe: "" }]).map((f) => (
-            <option key={f.path} value={f.path}>
-              {f.path} {f.symbol && `(${f.symbol} ${f.timeframe})`}
-            </option>
-          ))}
-        </select>
-      </Field>
-      <Field label="capital" error={fieldError("capital")}>
-        <input name="capital" value={capital} onInput={(e) => setCapital((e.target as HTMLInputElement).value)} />
-      </Field>
-      <Field label="commission (fraction)" error={fieldError("commission")}>
-        <input name="commission" value={commission} onInput={(e) => setCommission((e.target as HTMLInputElement).value)} />
-      </Field>
-      <Field label="slippage (bps)" error={fieldError("slippage_bps")}>
-        <input name="slippage_bps" value={slippage} onInput={(e) => setSlippage((e.target as HTMLInputElement).value)} />
-      </Field>
-      <InlineError error={files.error || error} />
+      <div class="form-grid">
+        <Field label="strategy" error={fieldError("strategy")} hint={type?.description}>
+          <select name="strategy" value={strategy} onChange={(e) => pick((e.target as HTMLSelectElement).value)}>
+            {(catalog.data ?? [{ name: strategy }]).map((s) => (
+              <option key={s.name} value={s.name}>
+                {s.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="candles" error={fieldError("data")}>
+          <select name="data" value={data} onChange={(e) => setData((e.target as HTMLSelectElement).value)}>
+            {(files.data ?? [{ path: data, symbol: "", timeframe: "" }]).map((f) => (
+              <option key={f.path} value={f.path}>
+                {f.path} {f.symbol && `(${f.symbol} ${f.timeframe})`}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="capital" error={fieldError("capital")}>
+          <input name="capital" value={capital} onInput={(e) => setCapital((e.target as HTMLInputElement).value)} />
+        </Field>
+        <Field label="commission (fraction)" error={fieldError("commission")}>
+          <input name="commission" value={commission} onInput={(e) => setCommission((e.target as HTMLInputElement).value)} />
+        </Field>
+        <Field label="slippage (bps)" error={fieldError("slippage_bps")}>
+          <input name="slippage_bps" value={slippage} onInput={(e) => setSlippage((e.target as HTMLInputElement).value)} />
+        </Field>
+      </div>
+      <RawSwitch title="params" name="raw-params" raw={raw} value={value} onChange={setParams} />
+      {raw.text !== null ? (
+        <RawText label="params (JSON)" name="params" rows={4} raw={raw} error={rawErrors(errorsUnder(error, ["body", "params"]), "params")} />
+      ) : (
+        type && <ParamsForm strategy={type} value={value} onChange={setParams} errors={errorsUnder(error, ["body"])} report={report} />
+      )}
+      <FormErrors error={error} local={problems} extra={files.error || catalog.error} before="running" />
       <div>
         <button type="submit" disabled={busy}>
           Run

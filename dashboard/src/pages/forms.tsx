@@ -11,10 +11,11 @@ import { type Errors, type Json, type Schema, SchemaForm, errorsUnder, useLocalP
 import llmGroup from "../schemas/llm-group.json";
 import { Checklist, Field, InlineError, parseJson, showError, useLoad } from "../ui";
 
-type Obj = { [key: string]: Json };
+export type Obj = { [key: string]: Json };
 export type Row = Record<string, unknown> & { name: string };
 
-interface StrategyType {
+/** A registered strategy, as GET /catalog/strategies lists it. */
+export interface StrategyType {
   name: string;
   description: string;
   params_schema: Schema;
@@ -61,14 +62,14 @@ function useSave(path: string, row: Row | null, onDone: (created: Row | null) =>
   return { error, setError, busy, save };
 }
 
-function FormErrors(props: { error: ApiError | null; local: Record<string, string>; extra?: unknown }) {
+export function FormErrors(props: { error: ApiError | null; local: Record<string, string>; extra?: unknown; before?: string }) {
   const local = Object.values(props.local);
   return (
     <>
       <InlineError error={props.extra} />
       {local.length > 0 && (
         <p class="inline-error" role="alert" data-testid="local-errors">
-          Fix before saving: {local.join("; ")}
+          Fix before {props.before ?? "saving"}: {local.join("; ")}
         </p>
       )}
       {props.error && (
@@ -94,6 +95,93 @@ function Buttons(props: { row: Row | null; busy: boolean; onCancel: () => void }
   );
 }
 
+/** A JSON object edited as text: the escape hatch beside a generated form. `text` is
+ * null while the form is shown. */
+export function useRawJson(label: string) {
+  const [text, setText] = useState<string | null>(null);
+  const [problem, setProblem] = useState<string | undefined>();
+  return {
+    text,
+    setText,
+    problem,
+    open(value: Obj) {
+      setText(JSON.stringify(value, null, 2));
+      setProblem(undefined);
+    },
+    close: () => setText(null),
+    /** The text as an object; undefined, with the reason kept in `problem`, if it is not one. */
+    parse(): Obj | undefined {
+      const [parsed, bad] = parseJson<Obj>(text ?? "", label);
+      const wrong = parsed !== undefined && (typeof parsed !== "object" || parsed === null || Array.isArray(parsed));
+      setProblem(bad ?? (wrong ? `${label} must be a JSON object` : undefined));
+      return bad || wrong ? undefined : (parsed ?? {});
+    },
+  };
+}
+export type RawJson = ReturnType<typeof useRawJson>;
+
+/** The "raw JSON" switch over a form: the value becomes text, and goes back to the
+ * form only once the text parses. */
+export function RawSwitch(props: { title: string; name: string; raw: RawJson; value: Obj; onChange: (v: Obj) => void }) {
+  const { raw } = props;
+  return (
+    <div class="row config-mode">
+      <h3>{props.title}</h3>
+      <label class="check">
+        <input
+          type="checkbox"
+          name={props.name}
+          checked={raw.text !== null}
+          onChange={(e) => {
+            if ((e.target as HTMLInputElement).checked) raw.open(props.value);
+            else {
+              const parsed = raw.parse();
+              if (parsed) {
+                props.onChange(parsed);
+                raw.close();
+              }
+            }
+          }}
+        />
+        raw JSON
+      </label>
+    </div>
+  );
+}
+
+export function RawText(props: { label: string; name: string; rows: number; raw: RawJson; error?: string }) {
+  const { raw } = props;
+  return (
+    <Field label={props.label} error={raw.problem ?? props.error}>
+      <textarea name={props.name} rows={props.rows} value={raw.text ?? ""} onInput={(e) => raw.setText((e.target as HTMLTextAreaElement).value)} />
+    </Field>
+  );
+}
+
+/** A strategy's params, drawn from its schema; the 422s under `params` beside each. */
+export function ParamsForm(props: {
+  strategy: StrategyType;
+  value: Json | undefined;
+  onChange: (v: Obj) => void;
+  errors: Errors;
+  report: (path: string, problem: string | null) => void;
+}) {
+  return (
+    <fieldset class="schema-object" data-testid="params-form">
+      <legend>params of {props.strategy.name}</legend>
+      <SchemaForm
+        key={props.strategy.name}
+        schema={props.strategy.params_schema}
+        value={props.value}
+        onChange={(v) => props.onChange((v as Obj | undefined) ?? {})}
+        errors={props.errors}
+        path="params"
+        report={props.report}
+      />
+    </fieldset>
+  );
+}
+
 // --------------------------------------------------------------------------- groups
 
 export function GroupEditor(props: EditorProps) {
@@ -104,8 +192,7 @@ export function GroupEditor(props: EditorProps) {
   const [description, setDescription] = useState(String(row?.description ?? ""));
   const [enabled, setEnabled] = useState(row ? Boolean(row.enabled) : true);
   const [config, setConfig] = useState<Obj>((row?.config as Obj | undefined) ?? {});
-  const [raw, setRaw] = useState<string | null>(null);
-  const [rawProblem, setRawProblem] = useState<string | undefined>();
+  const raw = useRawJson("config");
   const { problems, report } = useLocalProblems();
   const { error, busy, save } = useSave("/trading-groups", row, props.onDone);
   const sources = useLoad(
@@ -120,24 +207,11 @@ export function GroupEditor(props: EditorProps) {
   );
   const errors = errorsUnder(error, ["body", "config"]);
 
-  function toRaw() {
-    setRaw(JSON.stringify(config, null, 2));
-    setRawProblem(undefined);
-  }
-  function fromRaw(): Obj | undefined {
-    const [parsed, problem] = parseJson<Obj>(raw ?? "", "config");
-    if (problem || (parsed !== undefined && (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)))) {
-      setRawProblem(problem ?? "config must be a JSON object");
-      return undefined;
-    }
-    return parsed ?? {};
-  }
-
   async function submit(e: Event) {
     e.preventDefault();
     let cfg = config;
-    if (raw !== null) {
-      const parsed = fromRaw();
+    if (raw.text !== null) {
+      const parsed = raw.parse();
       if (!parsed) return;
       cfg = parsed;
     }
@@ -161,7 +235,7 @@ export function GroupEditor(props: EditorProps) {
             onChange={(e) => {
               const next = (e.target as HTMLSelectElement).value;
               setKind(next);
-              if (raw === null) setConfig((c) => forKind(c, next));
+              if (raw.text === null) setConfig((c) => forKind(c, next));
             }}
           >
             <option>algo</option>
@@ -180,31 +254,9 @@ export function GroupEditor(props: EditorProps) {
           </Field>
         )}
       </div>
-      <div class="row config-mode">
-        <h3>config</h3>
-        <label class="check">
-          <input
-            type="checkbox"
-            name="raw-config"
-            checked={raw !== null}
-            onChange={(e) => {
-              if ((e.target as HTMLInputElement).checked) toRaw();
-              else {
-                const parsed = fromRaw();
-                if (parsed) {
-                  setConfig(parsed);
-                  setRaw(null);
-                }
-              }
-            }}
-          />
-          raw JSON
-        </label>
-      </div>
-      {raw !== null ? (
-        <Field label="config (JSON)" error={rawProblem ?? error?.field("config") ?? rawErrors(errors)}>
-          <textarea name="config" rows={12} value={raw} onInput={(e) => setRaw((e.target as HTMLTextAreaElement).value)} />
-        </Field>
+      <RawSwitch title="config" name="raw-config" raw={raw} value={config} onChange={setConfig} />
+      {raw.text !== null ? (
+        <RawText label="config (JSON)" name="config" rows={12} raw={raw} error={error?.field("config") ?? rawErrors(errors)} />
       ) : kind === "llm" ? (
         <LlmConfig config={config} onChange={setConfig} errors={errors} report={report} />
       ) : (
@@ -233,8 +285,9 @@ function forKind(config: Obj, kind: string): Obj {
   return without(config, ...LLM_ONLY);
 }
 
-function rawErrors(errors: Errors): string | undefined {
-  const all = [...errors.entries()].map(([k, v]) => `${k || "config"}: ${v.join("; ")}`);
+/** Errors by path as one line, for a raw JSON field; "" is the whole `label`. */
+export function rawErrors(errors: Errors, label = "config"): string | undefined {
+  const all = [...errors.entries()].map(([k, v]) => `${k || label}: ${v.join("; ")}`);
   return all.length ? all.join(" · ") : undefined;
 }
 
@@ -287,18 +340,7 @@ function AlgoConfig(props: {
         </select>
       </Field>
       {strategy && (
-        <fieldset class="schema-object" data-testid="params-form">
-          <legend>params of {strategy.name}</legend>
-          <SchemaForm
-            key={strategy.name}
-            schema={strategy.params_schema}
-            value={config.params}
-            onChange={(v) => onChange({ ...config, params: v ?? {} })}
-            errors={errors}
-            path="params"
-            report={props.report}
-          />
-        </fieldset>
+        <ParamsForm strategy={strategy} value={config.params} onChange={(v) => onChange({ ...config, params: v })} errors={errors} report={props.report} />
       )}
       <SchemaForm
         schema={FEEDS}
