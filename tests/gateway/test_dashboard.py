@@ -339,7 +339,9 @@ async def test_dashboard_trading_page_lists_positions_orders_rejections_and_ackn
 
 async def _run_backtest(page: Page, params: dict[str, Any]) -> str:
     form = page.get_by_test_id("backtest-form")
-    await form.locator("textarea[name=params]").fill(json.dumps(params))
+    # The form draws the strategy's params as fields (test_dashboard_backtest_form.py).
+    for name, value in params.items():
+        await form.locator(f'[name="params.{name}"]').fill(str(value))
     before = page.url
     await form.get_by_role("button", name="Run").click()
     # The page opens the new run: wait for the URL to name it (not the previous one).
@@ -362,9 +364,10 @@ async def test_dashboard_runs_a_backtest_shows_its_charts_and_compares_runs(
     form = page.get_by_test_id("backtest-form")
     await expect(form.locator("select[name=data] option", has_text="ETH-BTC")).to_have_count(1)
     # A refused request shows the API's reason beside the form.
-    await form.locator("textarea[name=params]").fill('{"fast": 30, "slow": 10}')
+    await form.locator('[name="params.fast"]').fill("30")
+    await form.locator('[name="params.slow"]').fill("10")
     await form.get_by_role("button", name="Run").click()
-    await expect(form.get_by_test_id("inline-error")).to_contain_text("422")
+    await expect(form.get_by_test_id("form-error")).to_contain_text("422")
     first = await _run_backtest(page, {"fast": 10, "slow": 30})
     detail = page.get_by_test_id("backtest-detail")
     await expect(detail.get_by_test_id("backtest-progress")).to_contain_text("done")
