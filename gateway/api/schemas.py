@@ -493,6 +493,12 @@ class FillPublic(_Output):
     liquidity: str | None
     realized_pnl: Amount | None
     at: datetime
+    withheld: Amount | None = Field(
+        default=None,
+        description="Base units of a buy the account does not hold: the fee the "
+        "exchange took in the coin bought and the dust below the amount grid (their "
+        "value is in `fee`); null for none.",
+    )
 
 
 class OrderPublic(_Output):

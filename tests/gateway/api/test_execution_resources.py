@@ -175,7 +175,8 @@ def fills() -> list[FillRow]:
     return [
     fill("f-1", "atsE01", T0 + timedelta(seconds=20), quantity=D("0.1"), price=WIDE, fee=TINY,
          correlation_id="c-1", realized_pnl=D("-0.5"), liquidity="taker"),
-    fill("f-2", "atsE01", T0 + timedelta(seconds=10), quantity=D("0.2"), correlation_id="c-1"),
+    fill("f-2", "atsE01", T0 + timedelta(seconds=10), quantity=D("0.2"), correlation_id="c-1",
+         withheld=D("0.0002")),
     fill("f-3", "atsE03", T0 + timedelta(seconds=30), symbol="ETH/USDT", trading_group="g2"),
     fill("f-4", "atsE01", T0 + timedelta(seconds=40), account="acct-b"),
     fill("f-5", "atsE06", T0 + timedelta(seconds=50), account="acct-b", side="sell"),
@@ -411,7 +412,10 @@ async def test_order_detail_has_its_own_fills_oldest_first(
         "liquidity": "taker",
         "realized_pnl": "-0.5",
         "at": "2026-03-01T00:00:20Z",
+        "withheld": None,
     }
+    # Binance took its fee in the coin bought: the part the books do not hold.
+    assert body["fills"][0]["withheld"] == "0.0002"
     other = await get(api, "orders/acct-b/atsE01")
     assert other["status"] == "rejected" and [f["fill_id"] for f in other["fills"]] == ["f-4"]
     assert (await get(api, "orders/acct-a/atsE03"))["limit_price"] == "100"
