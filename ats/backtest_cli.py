@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -23,8 +24,11 @@ from shared.backtest.report import duration, metric_rows, write_report, write_re
 from shared.backtest.result import BacktestResult
 
 if TYPE_CHECKING:
+    from shared.config import LLMSettings
+    from shared.llm.cache import AnswerCache
     from shared.market.candles import Candle
     from trading_groups.llm.backtest import LLMRunReport
+    from trading_groups.llm.config import LLMGroupConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -126,7 +130,8 @@ def backtest(
         typer.Option(
             "--lookahead",
             help="Instead of a backtest, check that the strategy's past decisions do not "
-            "change when the future is cut off (exit 1 if they do).",
+            "change when the future is cut off (exit 1 if they do); with --llm-group, the "
+            "team's decisions and its prompts.",
         ),
     ] = False,
     cuts: Annotated[
@@ -196,11 +201,17 @@ def backtest(
     llm_given = llm_budget_usd is not None or llm_budget_tokens is not None or llm_cache is not None
     if llm_group is None and llm_given:
         raise _fail("--llm-budget-usd, --llm-budget-tokens and --llm-cache need --llm-group")
-    if llm_group is not None and (lookahead or grid is not None):
-        raise _fail("--llm-group runs one backtest: leave out --lookahead and --grid")
+    if llm_group is not None and grid is not None:
+        raise _fail("--llm-group runs one backtest or a look-ahead check: leave out --grid")
     report: LLMRunReport | None = None
     try:
         request = BacktestRequest.parse(fields)
+        if llm_group is not None and lookahead:
+            raise typer.Exit(
+                _lookahead_llm(
+                    request, llm_group, llm_budget_usd, llm_budget_tokens, llm_cache, cuts
+                )
+            )
         if llm_group is not None:
             result, report = _run_llm(
                 request, llm_group, llm_budget_usd, llm_budget_tokens, llm_cache
@@ -308,6 +319,18 @@ def _progress(candles: Mapping[str, Sequence[Candle]]) -> Iterator[Callable[[int
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+@dataclass(frozen=True)
+class _LLMRun:
+    """What `--llm-group` and its options resolve to."""
+
+    name: str
+    config: LLMGroupConfig
+    settings: LLMSettings
+    cache: AnswerCache
+    cost: Decimal | None
+    tokens: int | None
+
+
 def _run_llm(
     request: BacktestRequest,
     group: Path,
@@ -316,13 +339,105 @@ def _run_llm(
     cache: Path | None,
 ) -> tuple[BacktestResult, LLMRunReport]:
     """The LLM group's backtest, with a progress bar as `_run`'s."""
+    from trading_groups.llm.backtest import run_llm_backtest
+
+    llm = _llm_run(group, budget_usd, budget_tokens, cache)
+    candles = request.load()
+    with _progress(candles) as progress:
+        try:
+            return run_llm_backtest(
+                request,
+                llm.config,
+                name=llm.name,
+                settings=llm.settings,
+                cache=llm.cache,
+                budget_cost=llm.cost,
+                budget_tokens=llm.tokens,
+                candles=candles,
+                progress=progress,
+            )
+        except BacktestInputError:
+            raise
+        except ValueError as e:  # a member without a model, endpoint or key
+            raise _fail(str(e)) from e
+
+
+def _lookahead_llm(
+    request: BacktestRequest,
+    group: Path,
+    budget_usd: str | None,
+    budget_tokens: int | None,
+    cache: Path | None,
+    cuts: int,
+) -> int:
+    """`--lookahead` on an LLM group: the report, and the verdict on its prompts; the
+    exit code of `main_lookahead` (0 clean, 1 look-ahead found)."""
+    from shared.backtest.lookahead import print_report
+    from trading_groups.llm.backtest import run_llm_lookahead
+
+    llm = _llm_run(group, budget_usd, budget_tokens, cache)
+    try:
+        checked = run_llm_lookahead(
+            request,
+            llm.config,
+            name=llm.name,
+            settings=llm.settings,
+            cache=llm.cache,
+            cuts=cuts,
+            budget_cost=llm.cost,
+            budget_tokens=llm.tokens,
+        )
+    except BacktestInputError:
+        raise
+    except ValueError as e:  # several markets, a member without a model or key
+        raise _fail(str(e)) from e
+    console = Console(highlight=False)
+    print_report(checked.report, console)
+    calls = checked.calls
+    console.print(
+        escape(
+            f"llm: the whole run made {calls.calls_made:,} calls ({calls.cost:f} USD) and "
+            f"read {calls.calls_cached:,} from the cache ({llm.cache.directory}); the "
+            "truncated runs replayed its answers and asked no model"
+        ),
+        soft_wrap=True,
+    )
+    if checked.misses:
+        first = checked.misses[0]
+        when = f"the signal at {_at(first.time)} UTC" if first.time else "a reflection"
+        console.print(
+            escape(
+                f"LOOK-AHEAD in the briefs: {len(checked.misses):,} prompts of the truncated "
+                f"runs differ from the whole run's; the first at the cut after #{first.cut}, "
+                f"{when}, member {first.member}: what the team is shown changed when the "
+                "candles after the cut were removed"
+            ),
+            style="bold red",
+            soft_wrap=True,
+        )
+    elif calls.budget_reason is not None:
+        console.print(
+            escape(
+                f"llm: the whole run's budget was reached ({calls.budget_reason}): the "
+                "signals after it were held, in the truncated runs as well"
+            ),
+            soft_wrap=True,
+        )
+    return 0 if checked.clean else 1
+
+
+def _llm_run(
+    group: Path, budget_usd: str | None, budget_tokens: int | None, cache: Path | None
+) -> _LLMRun:
+    """The group file, the budgets, the endpoint and the cache `--llm-group` names;
+    a bad one is a usage error."""
     from urllib.parse import urlsplit
 
     from pydantic import ValidationError
 
     from shared.config import LLMSettings
     from shared.llm.cache import AnswerCache
-    from trading_groups.llm.backtest import read_group, run_llm_backtest
+    from trading_groups.llm.backtest import read_group
 
     cost: Decimal | None = None
     if budget_usd is not None:
@@ -350,24 +465,8 @@ def _run_llm(
         )
     if urlsplit(settings.llm_base_url).scheme not in ("http", "https"):
         raise _fail(f"ATS_LLM_BASE_URL {settings.llm_base_url!r} is not an http(s) URL")
-    candles = request.load()
-    with _progress(candles) as progress:
-        try:
-            return run_llm_backtest(
-                request,
-                config,
-                name=name,
-                settings=settings,
-                cache=AnswerCache(cache or settings.data_dir / "llm-cache"),
-                budget_cost=cost,
-                budget_tokens=budget_tokens,
-                candles=candles,
-                progress=progress,
-            )
-        except BacktestInputError:
-            raise
-        except ValueError as e:  # a member without a model, endpoint or key
-            raise _fail(str(e)) from e
+    store = AnswerCache(cache or settings.data_dir / "llm-cache")
+    return _LLMRun(name, config, settings, store, cost, budget_tokens)
 
 
 def _llm_rows(table: Table, report: LLMRunReport) -> None:

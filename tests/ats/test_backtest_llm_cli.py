@@ -1,7 +1,8 @@
 """`ats backtest --llm-group`: real processes asking a local OpenAI-compatible server
 over HTTP. The first run pays; a second process asks nothing, costs nothing and
 prints and writes the same backtest; a budget below the run's cost stops the calls
-and the output says at which signal."""
+and the output says at which signal; `--lookahead` checks the group, asking only for
+the whole run."""
 
 from __future__ import annotations
 
@@ -157,5 +158,23 @@ async def test_ats_backtest_llm_bad_input_exits_2_before_asking(
     assert "debate_rounds" in errors[0]
     assert "--llm-budget-usd must be an amount of USD >= 0" in errors[1]
     assert "need --llm-group" in errors[2]
-    assert "leave out --lookahead and --grid" in errors[3]
+    assert "leave out --grid" in errors[3]
     assert llm.requests == []
+
+
+async def test_ats_backtest_llm_lookahead_replays_its_cuts_and_exits_0(
+    llm: FakeOpenAI, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, group = files
+    args = ["--strategy", "sma_cross", "--params", '{"fast":10,"slow":30}', "--data", str(data)]
+    args += ["--llm-group", str(group), "--lookahead", "--cuts", "2"]
+
+    code, stdout, stderr = await ats(llm, tmp_path, *args)
+
+    assert code == 0, stderr
+    asked = len(llm.requests)
+    assert asked > 0
+    assert "clean: no decision at or before a cut changed" in stdout
+    assert f"llm: the whole run made {asked:,} calls" in stdout
+    assert "the truncated runs replayed its answers and asked no model" in stdout
+    assert "LOOK-AHEAD" not in stdout

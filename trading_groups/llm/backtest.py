@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from pydantic import BaseModel
 
 from shared.backtest.data import BacktestRequest
 from shared.backtest.engine import BacktestConfig, Progress, run_backtest
+from shared.backtest.lookahead import DEFAULT_CUTS, LookaheadReport, Prepare, lookahead_check
 from shared.backtest.result import BacktestResult
 from shared.config import LLMSettings
 from shared.events import Action, Direction, SignalPayload
@@ -174,6 +176,8 @@ class RunLedger(Models):
         self.used = Usage()
         self.saved = Decimal(0)
         self.calls: list[CallRecord] = []
+        #: Calls not found in the cache, made or refused: (discussion, member).
+        self.misses: list[tuple[str | None, str]] = []
         self.unpriced: set[str] = set()
         super().__init__(http_client)
         self.gate = BudgetGate(self._spent)
@@ -209,6 +213,7 @@ class RunLedger(Models):
             answer = self.cache.get(key, schema) if self.cache is not None else None
             cached = answer is not None
             if answer is None:
+                self.misses.append((self.discussion, member.name))
                 bound = bound_usage(prompt, spec.max_tokens, price or ZERO)
                 async with self.gate.admit(self.budget, bound):
                     answer = await self.model(spec).ask(prompt, schema)
@@ -842,3 +847,146 @@ def run_llm_backtest(
             progress=progress,
         )
     return result, run.report
+
+
+# ----------------------------------------------------------------------- look-ahead
+
+
+@dataclass(frozen=True, slots=True)
+class PromptMiss:
+    """A prompt a truncated run sent that the whole run never did: what the team was
+    shown on or before the cut depended on candles after it."""
+
+    cut: int  # the truncated run's last candle
+    time: datetime | None  # the discussed signal's decision time; None: a reflection
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class LLMLookahead:
+    """`shared.backtest.lookahead`'s report on the group, with the prompts compared."""
+
+    report: LookaheadReport
+    calls: LLMRunReport  # the whole run's
+    misses: tuple[PromptMiss, ...]
+
+    @property
+    def clean(self) -> bool:
+        return self.report.clean and not self.misses
+
+
+def llm_lookahead(
+    build: Callable[[RunBudget | None, AnswerCache], LLMBacktest],
+    candles: Sequence[Candle],
+    config: BacktestConfig,
+    *,
+    cache: AnswerCache | None,
+    cuts: int | Sequence[int] = DEFAULT_CUTS,
+    prepare: Prepare | None = None,
+    progress: Progress | None = None,
+) -> LLMLookahead:
+    """The look-ahead check of an LLM group (`shared.backtest.lookahead.lookahead_check`
+    with the group as the strategy), and of its prompts.
+
+    The whole run asks the team as a backtest does (under the budget `build` is
+    given None for: the run's own); each truncated run gets a budget of nothing, so
+    it replays the whole run's answers from the cache and asks no model. Every
+    prompt of a truncated run covers candles up to its cut, all of which the whole
+    run saw too: a prompt the cache does not hold is one whose brief changed when
+    the future was cut off (`PromptMiss`), a look-ahead in what the team is shown
+    (the signal's analysis, the context, the memory), found even where the refused
+    call leaves the decision as it was. The decisions are compared as for any
+    strategy.
+
+    Args:
+        build: a fresh run with the given budget (None: the run's own) and cache.
+        cache: where the answers are kept; None: a temporary one for the check.
+    """
+    runs: list[LLMBacktest] = []
+    nothing = RunBudget(0, Decimal(0))
+
+    def strategy(store: AnswerCache) -> Callable[[], Strategy]:
+        def fresh() -> Strategy:
+            run = build(None if not runs else nothing, store)
+            runs.append(run)
+            return run.strategy()
+
+        return fresh
+
+    with tempfile.TemporaryDirectory(prefix="ats-llm-lookahead-") as scratch:
+        store = cache if cache is not None else AnswerCache(Path(scratch))
+        try:
+            report = lookahead_check(
+                strategy(store),
+                candles,
+                cuts=cuts,
+                config=config,
+                prepare=prepare,
+                progress=progress,
+            )
+            for run in runs:
+                run._finish()
+        finally:
+            for run in runs:
+                run.close()
+    whole, truncated = runs[0], runs[1:]
+    misses: list[PromptMiss] = []
+    for cut, run in zip(report.cuts, truncated, strict=True):
+        times = {d.id: d.time for d in run.report.discussions}
+        misses.extend(
+            PromptMiss(cut.cut, times.get(discussion) if discussion else None, member)
+            for discussion, member in run.ledger.misses
+        )
+    return LLMLookahead(report, whole.report, tuple(misses))
+
+
+def run_llm_lookahead(
+    request: BacktestRequest,
+    config: LLMGroupConfig,
+    *,
+    name: str,
+    settings: LLMSettings,
+    cache: AnswerCache | None,
+    cuts: int | Sequence[int] = DEFAULT_CUTS,
+    budget_cost: Decimal | None = None,
+    budget_tokens: int | None = None,
+    candles: Sequence[Candle] | None = None,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LLMLookahead:
+    """`llm_lookahead` on `request`'s one market, its strategy raising the signals, its
+    money and rules with the group's own risk limits (as `run_llm_backtest`); the
+    budgets bound the whole run. Blocks, as `run_llm_backtest`.
+
+    Raises:
+        ValueError: a member cannot be resolved, or `request` names several markets.
+        BacktestInputError: a candle file cannot be read.
+    """
+    if candles is None:
+        loaded = request.load()
+        if len(loaded) != 1:
+            raise ValueError("the look-ahead check takes one market: give one --data")
+        ((_, candles),) = loaded.items()
+
+    def build(budget: RunBudget | None, store: AnswerCache) -> LLMBacktest:
+        return build_run(
+            config,
+            name=name,
+            settings=settings,
+            trigger=request.build_strategy,
+            trigger_name=request.strategy,
+            trigger_params=request.params,
+            budget_cost=budget.daily_cost if budget is not None else budget_cost,
+            budget_tokens=budget.daily_tokens if budget is not None else budget_tokens,
+            cache=store,
+            environ=environ,
+        )
+
+    return llm_lookahead(
+        build,
+        candles,
+        replace(request.to_config(), group_risk=config.risk),
+        cache=cache,
+        cuts=cuts,
+        progress=progress,
+    )

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,25 @@ import pytest
 from pydantic import SecretStr
 
 from shared.backtest.data import BacktestRequest
+from shared.backtest.lookahead import lookahead_check
 from shared.backtest.result import BacktestResult
 from shared.config import LLMSettings
+from shared.kernel.strategy import Context, Decision, Strategy, create_strategy
 from shared.llm.cache import AnswerCache, answer_key
 from shared.llm.client import ChatMessage, ModelAnswer, ModelSpec
 from shared.market.candles import Candle
 from tests.fakes.openai import ChatRequest, FakeOpenAI, Reply, json_reply
 from tests.trading_groups.llm.conftest import CHEAP, DEFAULTS, LLM_KEY, PRICES, STRONG, Team
-from trading_groups.llm.backtest import LLMRunReport, read_group, run_llm_backtest
+from trading_groups.llm.backtest import (
+    LLMBacktest,
+    LLMRunReport,
+    RunBudget,
+    build_run,
+    llm_lookahead,
+    read_group,
+    run_llm_backtest,
+    run_llm_lookahead,
+)
 from trading_groups.llm.config import LLMGroupConfig, parse_config
 from trading_groups.llm.schemas import Argument
 
@@ -349,3 +362,103 @@ async def test_llm_backtest_applies_the_groups_own_risk_limits(
     assert report.decided > 0, "the team decided; the group's limits refused the orders"
     assert result.trades == []
     assert result.rejections.get("kill_switch", 0) > 0
+
+
+# --------------------------------------------------------------------------- look-ahead
+
+
+async def test_llm_lookahead_replays_every_cut_from_the_whole_runs_answers(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    request, history = candles()
+    ((_, market),) = history.items()
+
+    checked = await asyncio.to_thread(
+        run_llm_lookahead,
+        request,
+        parse_config(CONFIG),
+        name="eth-team",
+        settings=settings(llm),
+        cache=AnswerCache(tmp_path / "cache"),
+        cuts=3,
+        candles=market,
+    )
+
+    assert checked.clean and checked.misses == ()
+    assert len(checked.report.cuts) == 3
+    assert all(c.clean and c.compared > 0 for c in checked.report.cuts)
+    assert checked.report.signals > 0
+    # Only the whole run asked: the truncated ones found every prompt in the cache.
+    assert checked.calls.calls_made == len(llm.requests) > 0
+
+
+class PeekingCross(Strategy):
+    """sma_cross whose signals say how high the price goes next: the same actions,
+    an analysis written from candles after the one decided on."""
+
+    name = "peeking_cross"
+    future: Sequence[Candle] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = create_strategy("sma_cross", {"fast": 10, "slow": 30})
+
+    def indicators(self) -> Any:
+        return self.inner.indicators()
+
+    def history(self) -> int:
+        return self.inner.history()
+
+    def decide(self, ctx: Context) -> Decision:
+        decision = self.inner.decide(ctx)
+        times = [c.open_time for c in self.future]
+        ahead = self.future[times.index(ctx.candle.open_time) + 1 :]
+        high = max((c.high for c in ahead), default=None)
+        return replace(decision, reasoning=f"{decision.reasoning}; the high ahead is {high}")
+
+
+async def test_llm_lookahead_finds_a_brief_written_from_the_future(
+    llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    request, history = candles()
+    ((_, market),) = history.items()
+    config = parse_config(CONFIG)
+
+    def remember(candles: Sequence[Candle]) -> None:
+        PeekingCross.future = candles  # what a strategy "prepares" from the data it gets
+
+    def build(budget: RunBudget | None, store: AnswerCache) -> LLMBacktest:
+        return build_run(
+            config,
+            name="eth-team",
+            settings=settings(llm),
+            trigger=PeekingCross,
+            trigger_name="peeking_cross",
+            budget_cost=None if budget is None else budget.daily_cost,
+            budget_tokens=None if budget is None else budget.daily_tokens,
+            cache=store,
+        )
+
+    # Its decisions alone do not change when the future is cut off: the strategy
+    # check cannot see the peek.
+    alone = lookahead_check(PeekingCross, market, cuts=3, prepare=remember)
+    assert alone.clean
+
+    checked = await asyncio.to_thread(
+        llm_lookahead,
+        build,
+        market,
+        request.to_config(),
+        cache=AnswerCache(tmp_path / "cache"),
+        cuts=3,
+        prepare=remember,
+    )
+    whole = len(llm.requests)
+
+    assert not checked.clean and checked.misses
+    assert checked.calls.calls_made == whole, "the truncated runs asked no model"
+    cut_times = {c.cut: c.cut_time for c in checked.report.cuts}
+    for miss in checked.misses:
+        # The changed brief is on a candle both runs saw.
+        assert miss.time is not None and miss.time <= cut_times[miss.cut] + timedelta(minutes=5)
+    assert any(not c.clean for c in checked.report.cuts)
