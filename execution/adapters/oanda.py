@@ -16,6 +16,16 @@ What it speaks (https://developer.oanda.com/rest-live-v20/introduction/):
 * A MARKET order OANDA cannot fill comes back `201 Created` with an
   `orderCancelTransaction` and a reason, not an HTTP error: `INSUFFICIENT_MARGIN`
   raises `InsufficientFunds`, any other reason is a `rejected` report naming it.
+* Protective orders (`holds_exits`: always; `place_exits`): OANDA holds a trade's
+  stop-loss and take-profit as orders that belong to the trade, `STOP_LOSS` and
+  `TAKE_PROFIT` with its `tradeID` and our client order id, one request each. When
+  one fills it closes the trade and OANDA cancels the other (`LINKED_TRADE_CLOSED`),
+  as it does when any other fill closes the trade. They are placed only on a
+  position that is exactly one trade with the legs' units; anything else (several
+  trades, a quantity that is not the trade's) raises `InvalidOrder`, and the service
+  watches the position instead. Both legs are looked up by client order id first, so
+  a retry returns the legs placed before. Reported, a leg's symbol and quantity come
+  from its fill transaction or its trade, its side is the trade's opposite.
 * Fills come from the order's `ORDER_FILL` transaction: `fill_id` is that
   transaction's id, `price` its price. `fee` is `commission + guaranteedExecutionFee`,
   the charges OANDA books on top of the price, converted to the quote currency.
@@ -89,14 +99,20 @@ DEFAULT_TIMEOUT: Final = 10.0
 
 _log = get_logger("execution.adapters.oanda")
 
-# OANDA's order types as ours. Orders that belong to a trade (TAKE_PROFIT, STOP_LOSS,
-# TRAILING_STOP_LOSS, ...) carry no instrument or units and are not listed.
+# OANDA's order types as ours.
 _ORDER_TYPES: Final = {
     "MARKET": OrderType.MARKET,
     "LIMIT": OrderType.LIMIT,
     "STOP": OrderType.STOP,
     "MARKET_IF_TOUCHED": OrderType.TAKE_PROFIT,
 }
+# Orders that belong to a trade: no instrument or units of their own (the trade's).
+# Others of the kind (TRAILING_STOP_LOSS, GUARANTEED_STOP_LOSS) are not ours: skipped.
+_TRADE_ORDER_TYPES: Final = {
+    "STOP_LOSS": OrderType.STOP,
+    "TAKE_PROFIT": OrderType.TAKE_PROFIT,
+}
+_EXIT_TYPES: Final = {OrderType.STOP: "STOP_LOSS", OrderType.TAKE_PROFIT: "TAKE_PROFIT"}
 
 # Error codes (`errorCode`, or a reject transaction's `rejectReason`) by meaning.
 _DUPLICATE_CODES: Final = frozenset({"CLIENT_ORDER_ID_ALREADY_EXISTS"})
@@ -286,6 +302,14 @@ def _price(price: Decimal) -> str:
     return f"{price.normalize():f}"
 
 
+def _with_message(error: ExchangeError, message: str) -> ExchangeError:
+    """`error`'s kind (so the caller branches as before) with another message."""
+    text = message.removeprefix(f"{error.exchange}: ") if error.exchange else message
+    if isinstance(error, RateLimited):
+        return RateLimited(text, exchange=error.exchange, retry_after=error.retry_after)
+    return type(error)(text, exchange=error.exchange)
+
+
 # --------------------------------------------------------------------------- adapter
 
 
@@ -296,7 +320,7 @@ class OandaAdapter(ExchangeAdapter):
     capabilities = Capabilities(
         market_orders=True,
         limit_orders=True,
-        stop_orders=False,
+        stop_orders=True,
         client_order_ids=True,
         positions=True,
         sandbox=True,
@@ -428,7 +452,8 @@ class OandaAdapter(ExchangeAdapter):
             }
         raise InvalidOrder(
             f"order {request.client_order_id}: the OANDA adapter places market and limit "
-            f"orders, not {request.type} (the execution service watches stops itself)",
+            f"orders, not {request.type} (a stop-loss or take-profit belongs to a trade: "
+            "place_exits)",
             exchange=self.venue,
         )
 
@@ -481,6 +506,139 @@ class OandaAdapter(ExchangeAdapter):
             **common,
         )
 
+    def holds_exits(self, symbol: str) -> bool:
+        """OANDA holds every instrument's stop-loss and take-profit on the trade."""
+        return True
+
+    async def place_exits(
+        self, stop: OrderRequest | None, target: OrderRequest | None
+    ) -> list[OrderReport]:
+        """The position's trade's STOP_LOSS and TAKE_PROFIT, one request each (see the
+        module docstring). Legs placed before (found by client order id) are returned,
+        not placed again; a leg still missing beside a pending one is placed on the
+        same trade.
+
+        Raises:
+            InvalidOrder: the position is not one trade of the legs' units, or a leg
+                is malformed; nothing was placed.
+            ExchangeError: placing a leg failed; its message says which legs stand.
+        """
+        legs = [leg for leg in (stop, target) if leg is not None]
+        if not legs:
+            return []
+        info = await self._exit_legs_checked(legs)
+        found: dict[str, dict[str, Any]] = {}
+        for leg in legs:
+            try:
+                found[leg.client_order_id] = await self._get_order(leg.client_order_id)
+            except OrderNotFound:
+                continue
+        missing = [leg for leg in legs if leg.client_order_id not in found]
+        if found and (not missing or any(o.get("state") != "PENDING" for o in found.values())):
+            # Done before, or ended since (a leg filled: the trade is closed).
+            return [await self._report(o) for o in found.values()]
+        trade_id = next((str(o["tradeID"]) for o in found.values() if o.get("tradeID")), None)
+        if trade_id is None:
+            trade_id = await self._only_trade(legs[0], info["name"])
+        reports = [await self._report(o) for o in found.values()]
+        for leg in missing:
+            try:
+                reports.append(await self._place_exit(leg, trade_id))
+            except ExchangeError as e:
+                if not reports:
+                    raise
+                standing = ", ".join(r.client_order_id for r in reports)
+                raise _with_message(
+                    e, f"{e}; {standing} placed before it stands on trade {trade_id}"
+                ) from e
+        return reports
+
+    async def _exit_legs_checked(self, legs: Sequence[OrderRequest]) -> dict[str, Any]:
+        """The legs' instrument, once they are known to be one position's exits."""
+        first = legs[0]
+        for leg in legs:
+            if leg.type not in _EXIT_TYPES or leg.stop_price is None:
+                raise InvalidOrder(
+                    f"order {leg.client_order_id}: a stop-loss or take-profit needs type "
+                    f"stop or take_profit and a stop_price, not {leg.type} at {leg.stop_price}",
+                    exchange=self.venue,
+                )
+            if (leg.symbol, leg.side, leg.quantity) != (first.symbol, first.side, first.quantity):
+                raise InvalidOrder(
+                    "a trade's stop-loss and take-profit close the same units "
+                    f"({first.client_order_id}: {first.side} {first.quantity} {first.symbol}, "
+                    f"{leg.client_order_id}: {leg.side} {leg.quantity} {leg.symbol})",
+                    exchange=self.venue,
+                )
+        info = await self._instrument(first.symbol)
+        tick = Decimal(1).scaleb(-int(info.get("displayPrecision", 5)))
+        for leg in legs:
+            assert leg.stop_price is not None
+            if leg.stop_price <= 0 or leg.stop_price % tick != 0:
+                # Refused, not rounded: a stop moved by rounding is not the decision's.
+                raise InvalidOrder(
+                    f"order {leg.client_order_id}: price {leg.stop_price} is not on "
+                    f"{info['name']}'s tick of {tick}",
+                    exchange=self.venue,
+                )
+        return info
+
+    async def _only_trade(self, leg: OrderRequest, instrument: str) -> str:
+        """The id of the one open trade the legs close, or `InvalidOrder`."""
+        body = await self._request("GET", f"{self._account_path}/openTrades")
+        trades = [
+            t
+            for t in body.get("trades", [])
+            if isinstance(t, dict) and t.get("instrument") == instrument
+        ]
+        wanted = -_decimal(_units(leg.quantity, leg.side), "units")  # a sell closes a long
+        if len(trades) != 1:
+            raise InvalidOrder(
+                f"{leg.symbol}: OANDA holds {len(trades)} open trades of {instrument}, and a "
+                "stop-loss or take-profit belongs to one trade; the service watches the "
+                "position instead",
+                exchange=self.venue,
+            )
+        (trade,) = trades
+        units = _decimal(trade.get("currentUnits"), "currentUnits")
+        if units != wanted:
+            raise InvalidOrder(
+                f"{leg.symbol}: OANDA trade {trade.get('id')} holds {units} units, the exits "
+                f"would close {wanted}; the service watches the position instead",
+                exchange=self.venue,
+            )
+        return str(trade["id"])
+
+    async def _place_exit(self, leg: OrderRequest, trade_id: str) -> OrderReport:
+        assert leg.stop_price is not None
+        order = {
+            "type": _EXIT_TYPES[leg.type],
+            "tradeID": trade_id,
+            "price": _price(leg.stop_price),
+            "timeInForce": "GTC",
+            "clientExtensions": {"id": leg.client_order_id},
+        }
+        body = await self._request(
+            "POST", f"{self._account_path}/orders", json={"order": order}, idempotent=False
+        )
+        created = body.get("orderCreateTransaction") or {}
+        if isinstance(body.get("orderFillTransaction"), dict) or isinstance(
+            body.get("orderCancelTransaction"), dict
+        ):
+            # Filled or cancelled in the same answer: read it as any order.
+            return await self.fetch_order(leg.symbol, leg.client_order_id)
+        return OrderReport(
+            client_order_id=leg.client_order_id,
+            symbol=leg.symbol,
+            side=leg.side,
+            type=leg.type,
+            status=OrderStatus.ACCEPTED,
+            quantity=leg.quantity,
+            exchange_order_id=str(created["id"]) if created.get("id") is not None else None,
+            updated_at=parse_time(created.get("time")) or self.clock(),
+            stop_price=leg.stop_price,
+        )
+
     async def fetch_order(self, symbol: str, client_order_id: str) -> OrderReport:
         return await self._report(await self._get_order(client_order_id))
 
@@ -503,13 +661,26 @@ class OandaAdapter(ExchangeAdapter):
     async def open_orders(self, symbol: str | None = None) -> list[OrderReport]:
         body = await self._request("GET", f"{self._account_path}/pendingOrders")
         wanted = to_instrument(symbol) if symbol is not None else None
+        orders = [o for o in body.get("orders", []) if isinstance(o, dict)]
+        trades: dict[str, dict[str, Any]] = {}
+        if any(o.get("type") in _TRADE_ORDER_TYPES for o in orders):
+            # A pending stop-loss or take-profit's trade is open: one read for all.
+            listed = await self._request("GET", f"{self._account_path}/openTrades")
+            trades = {str(t.get("id")): t for t in listed.get("trades", []) if isinstance(t, dict)}
         reports = []
-        for order in body.get("orders", []):
-            if order.get("type") not in _ORDER_TYPES or "units" not in order:
-                continue  # an order attached to a trade (take profit, stop loss)
-            if wanted is not None and order.get("instrument") != wanted:
+        for order in orders:
+            if order.get("type") in _TRADE_ORDER_TYPES:
+                trade = trades.get(str(order.get("tradeID")))
+                if trade is None:
+                    trade = await self._trade(order.get("tradeID"))
+                instrument = trade.get("instrument")
+            elif order.get("type") in _ORDER_TYPES and "units" in order:
+                trade, instrument = None, order.get("instrument")
+            else:
+                continue  # a trailing or guaranteed stop: not an order of ours
+            if wanted is not None and instrument != wanted:
                 continue
-            reports.append(await self._report(order))
+            reports.append(await self._report(order, trade))
         return reports
 
     async def _get_order(self, client_order_id: str) -> dict[str, Any]:
@@ -523,22 +694,58 @@ class OandaAdapter(ExchangeAdapter):
             )
         return order
 
+    async def _trade(self, trade_id: Any) -> dict[str, Any]:
+        """A trade, open or closed."""
+        body = await self._request(
+            "GET", f"{self._account_path}/trades/{url_quote(str(trade_id), safe='')}"
+        )
+        trade = body.get("trade")
+        if not isinstance(trade, dict):
+            raise ExchangeRejected(
+                f"OANDA answered trade {trade_id} without a trade", exchange=self.venue
+            )
+        return trade
+
     async def _transaction(self, transaction_id: Any) -> dict[str, Any]:
         body = await self._request("GET", f"{self._account_path}/transactions/{transaction_id}")
         transaction = body.get("transaction")
         return transaction if isinstance(transaction, dict) else {}
 
-    async def _report(self, order: Mapping[str, Any]) -> OrderReport:
-        """Our report of an OANDA order, with its fill transaction when it filled."""
-        kind = _ORDER_TYPES.get(str(order.get("type")))
-        if kind is None or "units" not in order:
+    async def _report(
+        self, order: Mapping[str, Any], trade: Mapping[str, Any] | None = None
+    ) -> OrderReport:
+        """Our report of an OANDA order, with its fill transaction when it filled.
+        A stop-loss or take-profit takes its instrument and units from `trade` (read
+        when not given) or its fill: the units it closes, negated."""
+        type_ = str(order.get("type"))
+        dependent = type_ in _TRADE_ORDER_TYPES
+        if not dependent and (type_ not in _ORDER_TYPES or "units" not in order):
             raise ExchangeRejected(
-                f"OANDA order {order.get('id')} is a {order.get('type')} order, which this "
-                "adapter does not report",
+                f"OANDA order {order.get('id')} is a {type_} order, which this adapter does "
+                "not report",
                 exchange=self.venue,
             )
-        units = _decimal(order["units"], "units")
-        symbol = to_symbol(str(order.get("instrument", "")))
+        fill_tx: dict[str, Any] = {}
+        if order.get("fillingTransactionID"):
+            fill_tx = await self._transaction(order["fillingTransactionID"])
+            if fill_tx.get("type") != "ORDER_FILL":
+                fill_tx = {}
+        if not dependent:
+            kind = _ORDER_TYPES[type_]
+            units, instrument = _decimal(order["units"], "units"), order.get("instrument")
+        elif fill_tx:
+            kind = _TRADE_ORDER_TYPES[type_]
+            units, instrument = _decimal(fill_tx.get("units"), "units"), fill_tx.get("instrument")
+        else:
+            kind = _TRADE_ORDER_TYPES[type_]
+            if trade is None:
+                trade = await self._trade(order.get("tradeID"))
+            # A closed trade's currentUnits is 0: what the leg would have closed is
+            # what the trade opened with.
+            current = _decimal(trade.get("currentUnits") or 0, "currentUnits")
+            held = current or _decimal(trade.get("initialUnits") or 0, "initialUnits")
+            units, instrument = -held, trade.get("instrument")
+        symbol = to_symbol(str(instrument or ""))
         extensions = order.get("clientExtensions") or {}
         client_order_id = str(extensions.get("id") or order.get("id"))
         price = _optional_decimal(order.get("price"), "price")
@@ -553,11 +760,9 @@ class OandaAdapter(ExchangeAdapter):
             "stop_price": price if kind in (OrderType.STOP, OrderType.TAKE_PROFIT) else None,
         }
         state = order.get("state")
-        if order.get("fillingTransactionID"):
-            fill_tx = await self._transaction(order["fillingTransactionID"])
-            if fill_tx.get("type") == "ORDER_FILL":
-                fill = self._fill_report(fill_tx, client_order_id, symbol)
-                return self._with_fills(common, abs(units), (fill,), fill.at)
+        if fill_tx:
+            fill = self._fill_report(fill_tx, client_order_id, symbol)
+            return self._with_fills(common, abs(units), (fill,), fill.at)
         if state == "CANCELLED":
             reason = None
             if order.get("cancellingTransactionID"):

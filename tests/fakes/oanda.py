@@ -8,12 +8,14 @@ with nanoseconds, transactions with string ids):
     GET  /v3/accounts/{id}/summary                     balance, NAV, margin
     GET  /v3/accounts/{id}/instruments[?instruments=]  tradeable instruments
     GET  /v3/accounts/{id}/pricing?instruments=        bids, asks, closeout prices
-    POST /v3/accounts/{id}/orders                      MARKET (FOK, IOC) and LIMIT (GTC)
+    POST /v3/accounts/{id}/orders                      MARKET (FOK, IOC), LIMIT (GTC), and a
+                                                       trade's STOP_LOSS and TAKE_PROFIT
     GET  /v3/accounts/{id}/orders/{id | @clientId}     one order
     PUT  /v3/accounts/{id}/orders/{id | @clientId}/cancel
     GET  /v3/accounts/{id}/pendingOrders
     GET  /v3/accounts/{id}/openPositions
     GET  /v3/accounts/{id}/openTrades
+    GET  /v3/accounts/{id}/trades/{tradeID}            an open or a closed trade
     PUT  /v3/accounts/{id}/positions/{instrument}/close
     GET  /v3/accounts/{id}/transactions/{transactionId}
 
@@ -27,6 +29,18 @@ Behaviour, as OANDA's:
 * A LIMIT order that the price already crosses fills at once at the market price;
   otherwise it rests (`PENDING`) until `fill_crossed()` finds the price through it,
   and then fills at its limit price.
+* STOP_LOSS and TAKE_PROFIT orders belong to an open trade (`tradeID`; no instrument
+  or units of their own), one of each per trade, price on the instrument's tick.
+  `fill_crossed()` triggers them on the price that closes the trade (a long trade's
+  bid, a short trade's ask): a stop-loss once that price is at or through its price,
+  a take-profit once it is at or beyond. OANDA fills a stop-loss at "the first price
+  equal to or worse than" its price and a take-profit at "the first price equal to
+  or better": a stop fills at the current price (a gap through it fills worse), a
+  take-profit at its own price (the price passed through it, as a LIMIT's does here).
+  The fill closes that trade only (`tradesClosed`, realized profit and loss into the
+  balance); the trade's other dependent order is cancelled in the same batch
+  (`ORDER_CANCEL`, reason `LINKED_TRADE_CLOSED`), as it is when any other fill (a
+  FIFO market order, `close_position`) closes the trade.
 * A client order id held by a *pending* order is refused with 400
   `CLIENT_ORDER_ID_ALREADY_EXISTS`; one of a filled or cancelled order is not (that is
   OANDA's rule, and the reason the adapter looks an id up before it places).
@@ -155,6 +169,13 @@ class Trade:
     initial_units: Decimal
     current_units: Decimal
     realized_pl: Decimal = ZERO
+    close_time: str | None = None
+    average_close_price: Decimal | None = None
+    closing_transaction_ids: list[str] = field(default_factory=list)
+
+
+#: Orders that belong to a trade: created with a `tradeID`, no instrument or units.
+DEPENDENT = ("STOP_LOSS", "TAKE_PROFIT")
 
 
 @dataclass
@@ -175,8 +196,13 @@ class Order:
     trade_closed_ids: list[str] = field(default_factory=list)
     cancelling_transaction_id: str | None = None
     cancelled_time: str | None = None
+    #: The trade a STOP_LOSS or TAKE_PROFIT order closes (its `instrument` and
+    #: `units` are the trade's, kept for the fake's bookkeeping, not shown).
+    trade_id: str | None = None
 
     def to_json(self, instrument: Instrument) -> dict[str, Any]:
+        if self.type in DEPENDENT:
+            return self._dependent_json(instrument)
         body: dict[str, Any] = {
             "id": self.id,
             "createTime": self.create_time,
@@ -200,6 +226,28 @@ class Order:
                 body["tradeOpenedID"] = self.trade_opened_id
             if self.trade_closed_ids:
                 body["tradeClosedIDs"] = list(self.trade_closed_ids)
+        if self.cancelling_transaction_id is not None:
+            body["cancellingTransactionID"] = self.cancelling_transaction_id
+            body["cancelledTime"] = self.cancelled_time
+        return body
+
+    def _dependent_json(self, instrument: Instrument) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "createTime": self.create_time,
+            "type": self.type,
+            "tradeID": self.trade_id,
+            "price": instrument.price_text(self.price or ZERO),
+            "timeInForce": self.time_in_force,
+            "triggerCondition": "DEFAULT",
+            "state": self.state,
+        }
+        if self.client_id is not None:
+            body["clientExtensions"] = {"id": self.client_id}
+        if self.filling_transaction_id is not None:
+            body["fillingTransactionID"] = self.filling_transaction_id
+            body["filledTime"] = self.filled_time
+            body["tradeClosedIDs"] = list(self.trade_closed_ids)
         if self.cancelling_transaction_id is not None:
             body["cancellingTransactionID"] = self.cancelling_transaction_id
             body["cancelledTime"] = self.cancelled_time
@@ -239,6 +287,7 @@ class FakeOanda:
         self.requests: list[tuple[str, str]] = []
         self.orders: dict[str, Order] = {}
         self.trades: dict[str, Trade] = {}
+        self.closed_trades: dict[str, Trade] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._rate_limited = 0
@@ -257,6 +306,7 @@ class FakeOanda:
                 Route(base + "/pendingOrders", self._pending_orders, methods=["GET"]),
                 Route(base + "/openPositions", self._open_positions, methods=["GET"]),
                 Route(base + "/openTrades", self._open_trades, methods=["GET"]),
+                Route(base + "/trades/{spec}", self._get_trade, methods=["GET"]),
                 Route(base + "/positions/{instrument}/close", self._close, methods=["PUT"]),
                 Route(base + "/transactions/{tx}", self._transaction, methods=["GET"]),
             ]
@@ -297,9 +347,14 @@ class FakeOanda:
 
     def fill_crossed(self) -> int:
         """Fill every pending LIMIT order the price has crossed, at its limit price
-        (or cancel it for INSUFFICIENT_MARGIN, as OANDA does); how many it filled."""
+        (or cancel it for INSUFFICIENT_MARGIN, as OANDA does), and every STOP_LOSS and
+        TAKE_PROFIT order the price has reached (see the module docstring); how many
+        it filled."""
         filled = 0
         for order in list(self.orders.values()):
+            if order.state == "PENDING" and order.type in DEPENDENT:
+                filled += self._trigger(order)
+                continue
             if order.state != "PENDING" or order.type != "LIMIT" or order.price is None:
                 continue
             instrument = self.instruments[order.instrument]
@@ -313,6 +368,26 @@ class FakeOanda:
             else:
                 self._cancel(order, "INSUFFICIENT_MARGIN")
         return filled
+
+    def _trigger(self, order: Order) -> int:
+        """Fill a trade's stop-loss or take-profit if the price has reached it."""
+        trade = self.trades.get(order.trade_id or "")
+        if trade is None or order.price is None:
+            return 0
+        instrument = self.instruments[trade.instrument]
+        long = trade.current_units > 0
+        # The price that closes the trade: a long trade sells at the bid.
+        market = instrument.bid if long else instrument.ask
+        losing = market <= order.price if long else market >= order.price
+        gaining = market >= order.price if long else market <= order.price
+        if order.type == "STOP_LOSS" and losing:
+            price, reason = market, "STOP_LOSS_ORDER"
+        elif order.type == "TAKE_PROFIT" and gaining:
+            price, reason = order.price, "TAKE_PROFIT_ORDER"
+        else:
+            return 0
+        order.units = -trade.current_units
+        return 1 if self._fill(order, price, reason=reason) is not None else 0
 
     def rate_limit_next(self, count: int) -> None:
         """Answer the next `count` requests with 429 and `Retry-After: 0`."""
@@ -424,6 +499,8 @@ class FakeOanda:
                 "errorMessage": e.message,
             }
         instrument = self.instruments[order.instrument]
+        if kind in DEPENDENT:
+            return self._place_dependent(order, instrument)
         created = self._transact(
             f"{kind}_ORDER",
             instrument=order.instrument,
@@ -453,9 +530,79 @@ class FakeOanda:
         ids = [tx["id"] for tx in body.values()]
         return 201, body | {"relatedTransactionIDs": ids, "lastTransactionID": ids[-1]}
 
+    def _place_dependent(self, order: Order, instrument: Instrument) -> tuple[int, dict[str, Any]]:
+        created = self._transact(
+            f"{order.type}_ORDER",
+            tradeID=order.trade_id,
+            price=instrument.price_text(order.price or ZERO),
+            timeInForce=order.time_in_force,
+            triggerCondition="DEFAULT",
+            reason="CLIENT_ORDER",
+            **({"clientExtensions": {"id": order.client_id}} if order.client_id else {}),
+        )
+        order.id = created["id"]
+        order.create_time = created["time"]
+        self.orders[order.id] = order
+        return 201, {
+            "orderCreateTransaction": created,
+            "relatedTransactionIDs": [created["id"]],
+            "lastTransactionID": created["id"],
+        }
+
+    def _validate_dependent(self, kind: str, spec: Mapping[str, Any]) -> Order:
+        trade_id = spec.get("tradeID")
+        if not trade_id:
+            raise _Reject("TRADE_ID_UNSPECIFIED", "The Trade ID has not been specified")
+        trade = self.trades.get(str(trade_id))
+        if trade is None:
+            raise _Reject("TRADE_DOESNT_EXIST", "The Trade specified does not exist")
+        if any(
+            o.trade_id == trade.id and o.type == kind and o.state == "PENDING"
+            for o in self.orders.values()
+        ):
+            raise _Reject(
+                f"{kind}_ORDER_ALREADY_EXISTS",
+                f"The Trade already has a {kind.replace('_', ' ').title()} Order",
+            )
+        instrument = self.instruments[trade.instrument]
+        price = _checked_price(instrument, spec.get("price"))
+        tif = str(spec.get("timeInForce") or "GTC")
+        if tif not in ("GTC", "GFD", "GTD"):
+            raise _Reject("TIME_IN_FORCE_INVALID", f"The time in force {tif} is invalid")
+        client_id = self._free_client_id(spec)
+        return Order(
+            id="",
+            type=kind,
+            instrument=trade.instrument,
+            units=-trade.current_units,
+            time_in_force=tif,
+            create_time="",
+            client_id=client_id,
+            price=price,
+            position_fill="REDUCE_ONLY",
+            trade_id=trade.id,
+        )
+
+    def _free_client_id(self, spec: Mapping[str, Any]) -> str | None:
+        client_id = (spec.get("clientExtensions") or {}).get("id")
+        if client_id is None:
+            return None
+        held = self.order_by_client_id(str(client_id))
+        if held is not None and held.state == "PENDING":
+            raise _Reject(
+                "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                "The client order ID specified is already assigned to another pending order",
+            )
+        return str(client_id)
+
     def _validate(self, kind: str, spec: Mapping[str, Any]) -> Order:
+        if kind in DEPENDENT:
+            return self._validate_dependent(kind, spec)
         if kind not in ("MARKET", "LIMIT"):
-            raise _Reject("ORDER_TYPE_INVALID", f"The fake supports MARKET and LIMIT, not {kind}")
+            raise _Reject(
+                "ORDER_TYPE_INVALID",
+                f"The fake supports MARKET, LIMIT, STOP_LOSS and TAKE_PROFIT, not {kind}",
+            )
         name = spec.get("instrument")
         if not name:
             raise _Reject("INSTRUMENT_MISSING", "The instrument has not been specified")
@@ -468,14 +615,7 @@ class FakeOanda:
         allowed = ("FOK", "IOC") if kind == "MARKET" else ("GTC", "GFD", "GTD", "FOK", "IOC")
         if tif not in allowed:
             raise _Reject("TIME_IN_FORCE_INVALID", f"The time in force {tif} is invalid")
-        client_id = (spec.get("clientExtensions") or {}).get("id")
-        if client_id is not None:
-            held = self.order_by_client_id(str(client_id))
-            if held is not None and held.state == "PENDING":
-                raise _Reject(
-                    "CLIENT_ORDER_ID_ALREADY_EXISTS",
-                    "The client order ID specified is already assigned to another pending order",
-                )
+        client_id = self._free_client_id(spec)
         return Order(
             id="",
             type=kind,
@@ -483,7 +623,7 @@ class FakeOanda:
             units=units,
             time_in_force=tif,
             create_time="",
-            client_id=str(client_id) if client_id is not None else None,
+            client_id=client_id,
             price=price,
             position_fill=str(spec.get("positionFill") or "DEFAULT"),
         )
@@ -506,7 +646,9 @@ class FakeOanda:
         return fill
 
     def _execute(self, order: Order, price: Decimal, *, reason: str) -> dict[str, Any]:
-        """Book `order`'s fill at `price`: close opposite trades FIFO, open the rest."""
+        """Book `order`'s fill at `price`: close opposite trades FIFO (a stop-loss or
+        take-profit: its own trade only), open the rest; cancel the dependent orders of
+        the trades it closed."""
         name, units = order.instrument, order.units
         instrument = self.instruments[name]
         rate = self._rate(instrument)
@@ -520,6 +662,8 @@ class FakeOanda:
             if remaining == 0:
                 break
             if trade.instrument != name or trade.current_units * remaining >= 0:
+                continue
+            if order.trade_id is not None and trade.id != order.trade_id:
                 continue
             take = -trade.current_units if abs(trade.current_units) <= abs(remaining) else remaining
             trade_pl = (price - trade.price) * -take * rate
@@ -536,8 +680,11 @@ class FakeOanda:
             }
             trade.current_units += take
             remaining -= take
+            trade.closing_transaction_ids.append(tx_id)
             if trade.current_units == 0:
                 del self.trades[trade.id]
+                trade.close_time, trade.average_close_price = time, price
+                self.closed_trades[trade.id] = trade
                 closed.append(entry)
             else:
                 reduced = entry
@@ -595,7 +742,14 @@ class FakeOanda:
         if reduced is not None:
             fill["tradeReduced"] = reduced
         self.transactions[tx_id] = fill
+        self._cancel_linked(order, {c["tradeID"] for c in closed})
         return fill
+
+    def _cancel_linked(self, filled: Order, trade_ids: set[str]) -> None:
+        """Closed trades take their pending stop-loss and take-profit with them."""
+        for other in list(self.orders.values()):
+            if other is not filled and other.state == "PENDING" and other.trade_id in trade_ids:
+                self._cancel(other, "LINKED_TRADE_CLOSED")
 
     def _cancel(self, order: Order, reason: str) -> dict[str, Any]:
         tx = self._transact(
@@ -704,7 +858,30 @@ class FakeOanda:
 
     def _trade_json(self, trade: Trade) -> dict[str, Any]:
         instrument = self.instruments[trade.instrument]
-        return {
+        if trade.close_time is not None:
+            return {
+                "id": trade.id,
+                "instrument": trade.instrument,
+                "price": instrument.price_text(trade.price),
+                "openTime": trade.open_time,
+                "state": "CLOSED",
+                "initialUnits": _units(trade.initial_units),
+                "initialMarginRequired": "0.0000",
+                "currentUnits": "0",
+                "realizedPL": _money(trade.realized_pl),
+                "financing": "0.0000",
+                "closingTransactionIDs": list(trade.closing_transaction_ids),
+                "closeTime": trade.close_time,
+                "averageClosePrice": instrument.price_text(trade.average_close_price or ZERO),
+            }
+        dependents = {
+            ("takeProfitOrder" if o.type == "TAKE_PROFIT" else "stopLossOrder"): o.to_json(
+                instrument
+            )
+            for o in self.orders.values()
+            if o.trade_id == trade.id and o.state == "PENDING"
+        }
+        return dependents | {
             "id": trade.id,
             "instrument": trade.instrument,
             "price": instrument.price_text(trade.price),
@@ -845,6 +1022,13 @@ class FakeOanda:
     async def _open_trades(self, request: Request) -> Response:
         trades = [self._trade_json(t) for t in reversed(self.trades.values())]
         return JSONResponse({"trades": trades, "lastTransactionID": self._last_id})
+
+    async def _get_trade(self, request: Request) -> Response:
+        spec = request.path_params["spec"]
+        trade = self.trades.get(spec) or self.closed_trades.get(spec)
+        if trade is None:
+            return _error(404, "The Trade specified does not exist", "TRADE_DOESNT_EXIST")
+        return JSONResponse({"trade": self._trade_json(trade), "lastTransactionID": self._last_id})
 
     async def _close(self, request: Request) -> Response:
         name = request.path_params["instrument"]

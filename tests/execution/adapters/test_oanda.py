@@ -537,3 +537,239 @@ async def test_oanda_positions_net_and_close_by_hand(
     assert position.quantity == 0
     # The orders themselves are unchanged by the closeout.
     assert (await adapter.fetch_order("EUR/USD", "n1")).status is OrderStatus.FILLED
+
+
+# --------------------------------------------------------------------------- protective orders
+# A trade's STOP_LOSS and TAKE_PROFIT: OANDA holds them, and closing the trade by any
+# fill cancels what is left of them (LINKED_TRADE_CLOSED).
+
+
+def _exits(
+    prefix: str, quantity: int = 1000, stop: str = "1.09000", target: str = "1.11000"
+) -> tuple[OrderRequest, OrderRequest]:
+    def leg(suffix: str, kind: OrderType, price: str) -> OrderRequest:
+        return OrderRequest(
+            f"{prefix}-{suffix}",
+            "EUR/USD",
+            OrderSide.SELL,
+            kind,
+            Decimal(quantity),
+            stop_price=Decimal(price),
+            parent_id=prefix,
+        )
+
+    return leg("S", OrderType.STOP, stop), leg("T", OrderType.TAKE_PROFIT, target)
+
+
+async def _raw(venue: FakeOanda, method: str, path: str, **kw: Any) -> httpx.Response:
+    """A request straight to the fake, as another OANDA client would send it."""
+    async with httpx.AsyncClient(
+        base_url=f"{venue.url}/v3/accounts/{venue.account_id}",
+        headers={"Authorization": f"Bearer {venue.token}"},
+    ) as client:
+        return await client.request(method, path, **kw)
+
+
+async def _protected(venue: FakeOanda, adapter: OandaAdapter, prefix: str) -> str:
+    """A long trade of 1000 EUR/USD bought at 1.10010, its exits resting; its id."""
+    await adapter.place_order(_market(prefix, OrderSide.BUY, 1000))
+    (trade_id,) = venue.trades
+    placed = await adapter.place_exits(*_exits(prefix))
+    assert [r.status for r in placed] == [OrderStatus.ACCEPTED, OrderStatus.ACCEPTED]
+    return trade_id
+
+
+async def test_oanda_holds_a_trades_stop_loss_and_take_profit(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    assert adapter.holds_exits("EUR/USD") and adapter.holds_exits("USD/JPY")
+    await adapter.place_order(_market("e1", OrderSide.BUY, 1000))
+    (trade_id,) = venue.trades
+    stop, target = _exits("e1")
+    placed = await adapter.place_exits(stop, target)
+    assert [(r.client_order_id, r.type, r.side, r.quantity, r.stop_price) for r in placed] == [
+        ("e1-S", OrderType.STOP, OrderSide.SELL, Decimal(1000), Decimal("1.09000")),
+        ("e1-T", OrderType.TAKE_PROFIT, OrderSide.SELL, Decimal(1000), Decimal("1.11000")),
+    ]
+    # On the wire: one order each, belonging to the trade, our id in clientExtensions.
+    assert venue.hits("/orders", "POST") == 3
+    for cid, kind, price in (("e1-S", "STOP_LOSS", "1.09000"), ("e1-T", "TAKE_PROFIT", "1.11000")):
+        answer = await _raw(venue, "GET", f"/orders/@{cid}")
+        order = answer.json()["order"]
+        assert order["type"] == kind and order["tradeID"] == trade_id
+        assert order["price"] == price and order["timeInForce"] == "GTC"
+        assert order["state"] == "PENDING" and order["clientExtensions"] == {"id": cid}
+        assert "instrument" not in order and "units" not in order
+        created = venue.transactions[order["id"]]
+        assert created["type"] == f"{kind}_ORDER" and created["tradeID"] == trade_id
+    trade = (await _raw(venue, "GET", f"/trades/{trade_id}")).json()["trade"]
+    assert trade["stopLossOrder"]["clientExtensions"]["id"] == "e1-S"
+    assert trade["takeProfitOrder"]["clientExtensions"]["id"] == "e1-T"
+    # Placed again (a retry after a crash): the same legs, nothing sent.
+    again = await adapter.place_exits(stop, target)
+    assert {r.client_order_id for r in again} == {"e1-S", "e1-T"}
+    assert {r.status for r in again} == {OrderStatus.ACCEPTED}
+    assert venue.hits("/orders", "POST") == 3
+    resting = {r.client_order_id: r for r in await adapter.open_orders("EUR/USD")}
+    assert set(resting) == {"e1-S", "e1-T"}
+    assert resting["e1-S"].symbol == "EUR/USD" and resting["e1-S"].side is OrderSide.SELL
+    assert resting["e1-T"].type is OrderType.TAKE_PROFIT
+    assert resting["e1-T"].quantity == Decimal(1000)
+    assert await adapter.open_orders("USD/JPY") == []
+
+
+async def test_oanda_take_profit_fills_at_its_price_and_cancels_the_stop(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    trade_id = await _protected(venue, adapter, "t1")
+    venue.set_price("EUR_USD", Decimal("1.10900"))  # bid 1.10890: not there yet
+    assert venue.fill_crossed() == 0
+    venue.set_price("EUR_USD", Decimal("1.11200"))  # bid 1.11190, through it
+    assert venue.fill_crossed() == 1
+    sold = await adapter.fetch_order("EUR/USD", "t1-T")
+    assert sold.status is OrderStatus.FILLED
+    assert (sold.side, sold.filled_quantity) == (OrderSide.SELL, Decimal(1000))
+    (fill,) = sold.fills
+    assert fill.price == Decimal("1.11000") and fill.quantity == Decimal(1000)
+    assert fill.fill_id == venue.order_by_client_id("t1-T").filling_transaction_id  # type: ignore[union-attr]
+    ended = await adapter.fetch_order("EUR/USD", "t1-S")
+    assert ended.status is OrderStatus.CANCELED and ended.reason == "LINKED_TRADE_CLOSED"
+    assert ended.filled_quantity == 0 and ended.quantity == Decimal(1000)
+    assert (await adapter.positions(["EUR/USD"]))[0].quantity == 0
+    # Bought at the ask 1.10010, sold at 1.11000: 9.90 USD.
+    assert venue.balance == Decimal(100_000) + Decimal("9.9")
+    assert await adapter.open_orders() == []
+    order = (await _raw(venue, "GET", "/orders/@t1-T")).json()["order"]
+    assert order["state"] == "FILLED" and order["tradeClosedIDs"] == [trade_id]
+    assert order["fillingTransactionID"] and order["filledTime"]
+    fill_tx = venue.transactions[order["fillingTransactionID"]]
+    assert fill_tx["reason"] == "TAKE_PROFIT_ORDER"
+    assert fill_tx["tradesClosed"][0]["tradeID"] == trade_id
+    cancelled = (await _raw(venue, "GET", "/orders/@t1-S")).json()["order"]
+    assert cancelled["state"] == "CANCELLED" and cancelled["cancelledTime"]
+    assert venue.transactions[cancelled["cancellingTransactionID"]]["reason"] == (
+        "LINKED_TRADE_CLOSED"
+    )
+    closed = (await _raw(venue, "GET", f"/trades/{trade_id}")).json()["trade"]
+    assert closed["state"] == "CLOSED" and closed["currentUnits"] == "0"
+
+
+async def test_oanda_stop_loss_gapped_through_fills_at_the_bid(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    await _protected(venue, adapter, "g1")
+    venue.set_price("EUR_USD", Decimal("1.08000"))  # bid 1.07990, far below the stop
+    assert venue.fill_crossed() == 1
+    sold = await adapter.fetch_order("EUR/USD", "g1-S")
+    assert sold.status is OrderStatus.FILLED and sold.average_price == Decimal("1.07990")
+    assert (await adapter.fetch_order("EUR/USD", "g1-T")).status is OrderStatus.CANCELED
+    assert venue.fill_crossed() == 0, "the take-profit went with the trade"
+    assert venue.balance == Decimal(100_000) - Decimal("20.2")  # 1.07990 - 1.10010
+
+
+@pytest.mark.parametrize("by", ["market sell", "close position"])
+async def test_oanda_closing_the_trade_otherwise_cancels_its_exits(
+    venue: FakeOanda, adapter: OandaAdapter, by: str
+) -> None:
+    await _protected(venue, adapter, "m1")
+    if by == "market sell":
+        await adapter.place_order(_market("m2", OrderSide.SELL, 1000))
+    else:
+        venue.close_position("EUR_USD")
+    for cid in ("m1-S", "m1-T"):
+        report = await adapter.fetch_order("EUR/USD", cid)
+        assert report.status is OrderStatus.CANCELED and report.reason == "LINKED_TRADE_CLOSED"
+        # Cancelling what OANDA already cancelled returns it as it is.
+        assert (await adapter.cancel_order("EUR/USD", cid)).status is OrderStatus.CANCELED
+    assert await adapter.open_orders() == []
+
+
+async def test_oanda_exits_cancel_by_client_id(venue: FakeOanda, adapter: OandaAdapter) -> None:
+    await _protected(venue, adapter, "x1")
+    report = await adapter.cancel_order("EUR/USD", "x1-S")
+    assert report.status is OrderStatus.CANCELED and report.reason == "CLIENT_REQUEST"
+    assert [r.client_order_id for r in await adapter.open_orders()] == ["x1-T"]
+    (trade,) = venue.trades.values()
+    assert trade.current_units == 1000, "cancelling a stop leaves the trade"
+
+
+async def test_oanda_exits_need_one_trade_of_their_quantity(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    with pytest.raises(InvalidOrder, match="0 open trades"):
+        await adapter.place_exits(*_exits("w0"))
+    await adapter.place_order(_market("w1", OrderSide.BUY, 1000))
+    with pytest.raises(InvalidOrder, match="holds 1000 units, the exits would close 1500"):
+        await adapter.place_exits(*_exits("w1", quantity=1500))
+    with pytest.raises(InvalidOrder, match="not on EUR_USD's tick"):
+        await adapter.place_exits(*_exits("w1", stop="1.090001"))
+    await adapter.place_order(_market("w2", OrderSide.BUY, 500))
+    with pytest.raises(InvalidOrder, match="2 open trades of EUR_USD"):
+        await adapter.place_exits(*_exits("w2", quantity=1500))
+    assert venue.hits("/orders", "POST") == 2, "only the two buys"
+    for cid in ("w0-S", "w1-S", "w1-T", "w2-S", "w2-T"):
+        with pytest.raises(OrderNotFound):
+            await adapter.fetch_order("EUR/USD", cid)
+
+
+async def test_oanda_second_exit_refused_leaves_the_first_standing_and_a_retry_completes(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    await adapter.place_order(_market("f1", OrderSide.BUY, 1000))
+    (trade_id,) = venue.trades
+    # Someone else's take-profit on the trade: OANDA holds one per trade.
+    other = await _raw(
+        venue,
+        "POST",
+        "/orders",
+        json={"order": {"type": "TAKE_PROFIT", "tradeID": trade_id, "price": "1.12000"}},
+    )
+    assert other.status_code == 201
+    with pytest.raises(InvalidOrder, match="TAKE_PROFIT_ORDER_ALREADY_EXISTS") as caught:
+        await adapter.place_exits(*_exits("f1"))
+    assert "f1-S placed before it stands" in str(caught.value)
+    assert (await adapter.fetch_order("EUR/USD", "f1-S")).status is OrderStatus.ACCEPTED
+    with pytest.raises(OrderNotFound):
+        await adapter.fetch_order("EUR/USD", "f1-T")
+    other_id = other.json()["orderCreateTransaction"]["id"]
+    assert (await _raw(venue, "PUT", f"/orders/{other_id}/cancel")).status_code == 200
+    placed = await adapter.place_exits(*_exits("f1"))
+    assert [(r.client_order_id, r.status) for r in placed] == [
+        ("f1-S", OrderStatus.ACCEPTED),
+        ("f1-T", OrderStatus.ACCEPTED),
+    ]
+    assert sum(1 for o in venue.orders.values() if o.client_id == "f1-S") == 1
+
+
+async def test_fake_oanda_validates_dependent_orders(
+    venue: FakeOanda, adapter: OandaAdapter
+) -> None:
+    async def create(order: dict[str, Any]) -> tuple[int, str | None]:
+        answer = await _raw(venue, "POST", "/orders", json={"order": order})
+        return answer.status_code, answer.json().get("errorCode")
+
+    assert await create({"type": "STOP_LOSS", "price": "1.09000"}) == (
+        400,
+        "TRADE_ID_UNSPECIFIED",
+    )
+    assert await create({"type": "STOP_LOSS", "tradeID": "999", "price": "1.09000"}) == (
+        400,
+        "TRADE_DOESNT_EXIST",
+    )
+    await adapter.place_order(_market("v1", OrderSide.BUY, 1000))
+    (trade_id,) = venue.trades
+    assert await create({"type": "STOP_LOSS", "tradeID": trade_id, "price": "1.090001"}) == (
+        400,
+        "PRICE_PRECISION_EXCEEDED",
+    )
+    ours = {"id": "v1-S"}
+    sl = {"type": "STOP_LOSS", "tradeID": trade_id, "price": "1.09000", "clientExtensions": ours}
+    assert (await create(sl))[0] == 201
+    tp = {"type": "TAKE_PROFIT", "tradeID": trade_id, "price": "1.11", "clientExtensions": ours}
+    assert await create(tp) == (400, "CLIENT_ORDER_ID_ALREADY_EXISTS")
+    assert await create(sl | {"clientExtensions": {"id": "v1-S2"}}) == (
+        400,
+        "STOP_LOSS_ORDER_ALREADY_EXISTS",
+    )
+    pending = (await _raw(venue, "GET", "/pendingOrders")).json()["orders"]
+    assert [(o["type"], o["tradeID"]) for o in pending] == [("STOP_LOSS", trade_id)]
