@@ -911,12 +911,25 @@ class ExecutionService:
     async def _watch_exits(self, account: Account) -> None:
         """Stop-loss and take-profit the exchange does not hold (the adapter cannot,
         or the venue refused them): a market exit when the last price crosses one.
-        A position whose exits rest at the exchange is not watched."""
+        A leg resting at the exchange is not watched; the other one of its pair is
+        (OANDA may take a trade's stop-loss and refuse its take-profit), and when it
+        fires the resting leg is cancelled first, so the position is sold once."""
         for symbol, (stop, target) in list(account.exits.items()):
             holding = account.portfolio.position(symbol)
-            if holding is None or any(
-                o.symbol == symbol and o.leg is not OrderLeg.ENTRY for o in account.orders.values()
-            ):
+            if holding is None:
+                continue
+            resting = {
+                o.leg
+                for o in account.orders.values()
+                if o.symbol == symbol and o.leg is not OrderLeg.ENTRY
+            }
+            if OrderLeg.EXIT in resting:
+                continue  # a market exit is on its way already
+            if OrderLeg.STOP_LOSS in resting:
+                stop = None
+            if OrderLeg.TAKE_PROFIT in resting:
+                target = None
+            if stop is None and target is None:
                 continue
             try:
                 price = await account.adapter.last_price(symbol)
@@ -931,6 +944,11 @@ class ExecutionService:
             )
             if leg is None:
                 continue
+            if resting:
+                await self._cancel_exits(account, symbol)
+                holding = account.portfolio.position(symbol)
+                if holding is None:
+                    continue  # the resting leg filled before it could be cancelled
             # One exit per position: its id derives from the position's opening.
             decision = uuid.uuid5(
                 INTENT_NAMESPACE, f"{account.name}|{symbol}|{holding.opened_at.isoformat()}"

@@ -208,3 +208,41 @@ async def test_oanda_stops_out_while_the_service_is_down_and_it_is_booked_after(
         assert (stop_fill.quantity, stop_fill.price) == (QUANTITY, Decimal("1.19490"))
         assert fake.hits(ORDERS, "POST") == 3
         assert await rows(desk, IncidentRow) == []
+
+
+async def test_a_refused_take_profit_is_watched_beside_the_stop_oanda_holds(
+    gateway: Gateway, database: Database, tmp_path: Path
+) -> None:
+    async with oanda_desk(gateway, database, tmp_path) as (desk, fake):
+        fake.refuse_next("TAKE_PROFIT", "TAKE_PROFIT_ON_FILL_LOSS")
+        decision = await desk.decide(
+            "BUY",
+            read_rows()[10]["time"],
+            symbol=SYMBOL,
+            entry=ENTRY,
+            stop_loss=str(STOP),
+            take_profit=str(TARGET),
+        )
+        stop_id = client_order_id(decision, OrderLeg.STOP_LOSS)
+        target_id = client_order_id(decision, OrderLeg.TAKE_PROFIT)
+
+        async def one_held_one_refused() -> bool:
+            found = await statuses(desk)
+            return (found.get(stop_id), found.get(target_id)) == ("accepted", "rejected")
+
+        await eventually(one_held_one_refused, message="the stop held, the target refused")
+        assert leg_order(fake, stop_id).state == "PENDING"
+
+        # Through the target: no order of OANDA's rests there, so the service sells,
+        # having cancelled the stop first (the position is sold once).
+        fake.set_price(INSTRUMENT, Decimal("1.31000"))
+        await desk.service.sync_now()
+        await eventually(lambda: events(desk, "take_profit", "filled"), message="the exit")
+        assert leg_order(fake, stop_id).state == "CANCELLED"
+        assert (await statuses(desk))[stop_id] == "canceled"
+        fills = await rows(desk, FillRow)
+        assert sorted(f.leg for f in fills) == ["entry", "take_profit"]
+        assert fake.trades == {}
+        (position,) = await rows(desk, PositionRow)
+        assert position.quantity == 0
+        assert await rows(desk, IncidentRow) == []

@@ -48,7 +48,7 @@ Behaviour, as OANDA's:
   trades, long and short apart; realized profit and loss moves the balance.
 
 Test controls are plain methods (no HTTP): `set_price`, `fill_crossed`,
-`rate_limit_next`, `hang_next_order`, `close_position`; `requests` records every
+`rate_limit_next`, `refuse_next`, `hang_next_order`, `close_position`; `requests` records every
 `(method, path)` served, `commission` charges a flat fee per fill.
 
     async with FakeOanda() as oanda:
@@ -292,6 +292,7 @@ class FakeOanda:
         self._ids = itertools.count(1)
         self._rate_limited = 0
         self._hang_next = False
+        self._refuse: dict[str, str] = {}
         self._closing = asyncio.Event()
         base = "/v3/accounts/{account}"
         self.app = Starlette(
@@ -392,6 +393,11 @@ class FakeOanda:
     def rate_limit_next(self, count: int) -> None:
         """Answer the next `count` requests with 429 and `Retry-After: 0`."""
         self._rate_limited = count
+
+    def refuse_next(self, kind: str, reason: str) -> None:
+        """Refuse the next order request of type `kind` (`TAKE_PROFIT`, ...) with
+        400 and OANDA's reject `reason`, as OANDA refuses a price it finds too close."""
+        self._refuse[kind] = reason
 
     def hang_next_order(self) -> None:
         """Carry out the next order request, then hold its answer until the server
@@ -550,6 +556,9 @@ class FakeOanda:
         }
 
     def _validate_dependent(self, kind: str, spec: Mapping[str, Any]) -> Order:
+        refused = self._refuse.pop(kind, None)
+        if refused is not None:
+            raise _Reject(refused, "The order was refused (a test's refuse_next)")
         trade_id = spec.get("tradeID")
         if not trade_id:
             raise _Reject("TRADE_ID_UNSPECIFIED", "The Trade ID has not been specified")
