@@ -41,7 +41,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from execution.adapters.errors import AdapterConfigError, DuplicateOrder
+from execution.adapters.errors import AdapterConfigError, DuplicateOrder, InvalidOrder
 from shared.kernel.orders import Liquidity, OrderSide, OrderStatus, OrderType
 from shared.kernel.risk import MarketRules, Mode
 
@@ -309,6 +309,32 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+
+
+def check_exit_legs(legs: Sequence[OrderRequest], *, venue: str) -> None:
+    """Refuse a protective pair whose legs could not close one position together: each
+    needs its `stop_price`, and all the same symbol, side and quantity.
+
+    Raises:
+        InvalidOrder: a leg without a stop price, or legs that differ.
+    """
+    if not legs:
+        return
+    first = legs[0]
+    for leg in legs:
+        if leg.stop_price is None:
+            raise InvalidOrder(
+                f"order {leg.client_order_id}: a stop-loss or take-profit needs a stop_price",
+                exchange=venue,
+            )
+        if (leg.symbol, leg.side, leg.quantity) != (first.symbol, first.side, first.quantity):
+            raise InvalidOrder(
+                "a stop-loss and take-profit close one position: the same symbol, side and "
+                f"quantity ({first.client_order_id}: {first.side} {first.quantity} "
+                f"{first.symbol}, {leg.client_order_id}: {leg.side} {leg.quantity} "
+                f"{leg.symbol})",
+                exchange=venue,
+            )
 
 
 def register_adapter[A: type[ExchangeAdapter]](

@@ -101,6 +101,7 @@ from execution.adapters.base import (
     FillReport,
     OrderReport,
     OrderRequest,
+    check_exit_legs,
     register_adapter,
 )
 from execution.adapters.errors import (
@@ -578,15 +579,10 @@ class CcxtAdapter(ExchangeAdapter):
                 f"{self.exchange_id} {stop.symbol} takes no OCO order lists",
                 exchange=self.venue,
             )
-        if (stop.symbol, stop.side, stop.quantity) != (target.symbol, target.side, target.quantity):
-            raise InvalidOrder(
-                "an OCO's legs need the same symbol, side and quantity "
-                f"({stop.client_order_id}: {stop.side} {stop.quantity} {stop.symbol}, "
-                f"{target.client_order_id}: {target.side} {target.quantity} {target.symbol})",
-                exchange=self.venue,
-            )
-        if stop.stop_price is None or target.stop_price is None:
-            raise InvalidOrder("both legs of an OCO need stop_price", exchange=self.venue)
+        check_exit_legs((stop, target), venue=self.venue)
+        # Checked just above; for the type checker.
+        assert stop.stop_price is not None
+        assert target.stop_price is not None
         market = await self._market(stop.symbol)
         symbol = stop.symbol
         amount = self._on_grid(symbol, "quantity", stop.quantity)

@@ -71,6 +71,7 @@ from execution.adapters.base import (
     OrderReport,
     OrderRequest,
     PositionReport,
+    check_exit_legs,
     register_adapter,
 )
 from execution.adapters.errors import (
@@ -555,21 +556,15 @@ class OandaAdapter(ExchangeAdapter):
 
     async def _exit_legs_checked(self, legs: Sequence[OrderRequest]) -> dict[str, Any]:
         """The legs' instrument, once they are known to be one position's exits."""
-        first = legs[0]
+        check_exit_legs(legs, venue=self.venue)
         for leg in legs:
-            if leg.type not in _EXIT_TYPES or leg.stop_price is None:
+            if leg.type not in _EXIT_TYPES:
                 raise InvalidOrder(
                     f"order {leg.client_order_id}: a stop-loss or take-profit needs type "
-                    f"stop or take_profit and a stop_price, not {leg.type} at {leg.stop_price}",
+                    f"stop or take_profit, not {leg.type}",
                     exchange=self.venue,
                 )
-            if (leg.symbol, leg.side, leg.quantity) != (first.symbol, first.side, first.quantity):
-                raise InvalidOrder(
-                    "a trade's stop-loss and take-profit close the same units "
-                    f"({first.client_order_id}: {first.side} {first.quantity} {first.symbol}, "
-                    f"{leg.client_order_id}: {leg.side} {leg.quantity} {leg.symbol})",
-                    exchange=self.venue,
-                )
+        first = legs[0]
         info = await self._instrument(first.symbol)
         tick = Decimal(1).scaleb(-int(info.get("displayPrecision", 5)))
         for leg in legs:

@@ -90,23 +90,39 @@ async def statuses(desk: Desk) -> dict[str, str]:
     return {o.client_order_id: o.status for o in await rows(desk, OrderRow)}
 
 
-async def protected_entry(desk: Desk, binance: FakeBinance) -> tuple[uuid.UUID, str, str]:
-    """A BUY with a stop-loss and a take-profit, filled, its OCO resting."""
+async def protected_buy(
+    desk: Desk, entry: Decimal, stop: Decimal, target: Decimal, **extra: Any
+) -> tuple[uuid.UUID, str, str]:
+    """A BUY decision with a stop-loss and a take-profit; its id and its legs' ids."""
     decision = await desk.decide(
         "BUY",
         read_rows()[10]["time"],
-        entry=Decimal("0.05"),
-        stop_loss=str(STOP),
-        take_profit=str(TARGET),
+        entry=entry,
+        stop_loss=str(stop),
+        take_profit=str(target),
+        **extra,
     )
-    stop_id = client_order_id(decision, OrderLeg.STOP_LOSS)
-    target_id = client_order_id(decision, OrderLeg.TAKE_PROFIT)
+    return (
+        decision,
+        client_order_id(decision, OrderLeg.STOP_LOSS),
+        client_order_id(decision, OrderLeg.TAKE_PROFIT),
+    )
 
-    async def resting() -> bool:
+
+async def legs_reach(desk: Desk, stop_id: str, target_id: str, stop: str, target: str) -> None:
+    """Wait until the stop-loss and the take-profit legs have these statuses."""
+
+    async def there() -> bool:
         found = await statuses(desk)
-        return found.get(stop_id) == found.get(target_id) == "accepted"
+        return (found.get(stop_id), found.get(target_id)) == (stop, target)
 
-    await eventually(resting, message="both legs accepted")
+    await eventually(there, message=f"the stop {stop} and the target {target}")
+
+
+async def protected_entry(desk: Desk, binance: FakeBinance) -> tuple[uuid.UUID, str, str]:
+    """A BUY with a stop-loss and a take-profit, filled, its OCO resting."""
+    decision, stop_id, target_id = await protected_buy(desk, Decimal("0.05"), STOP, TARGET)
+    await legs_reach(desk, stop_id, target_id, "accepted", "accepted")
     return decision, stop_id, target_id
 
 

@@ -18,7 +18,7 @@ from shared.db.models import FillRow, IncidentRow, PositionRow
 from shared.kernel.orders import OrderLeg, client_order_id
 from tests.conftest import Database, Gateway, eventually
 from tests.execution.conftest import Desk, close_desk, open_desk, read_rows
-from tests.execution.test_native_exits import events, rows, statuses
+from tests.execution.test_native_exits import events, legs_reach, protected_buy, rows, statuses
 from tests.fakes.oanda import FakeOanda, Order
 
 SYMBOL, INSTRUMENT = "EUR/USD", "EUR_USD"
@@ -68,22 +68,8 @@ def leg_order(fake: FakeOanda, cid: str) -> Order:
 
 async def protected_entry(desk: Desk, fake: FakeOanda) -> tuple[uuid.UUID, str, str]:
     """A BUY with a stop-loss and a take-profit, filled, both legs resting on its trade."""
-    decision = await desk.decide(
-        "BUY",
-        read_rows()[10]["time"],
-        symbol=SYMBOL,
-        entry=ENTRY,
-        stop_loss=str(STOP),
-        take_profit=str(TARGET),
-    )
-    stop_id = client_order_id(decision, OrderLeg.STOP_LOSS)
-    target_id = client_order_id(decision, OrderLeg.TAKE_PROFIT)
-
-    async def resting() -> bool:
-        found = await statuses(desk)
-        return found.get(stop_id) == found.get(target_id) == "accepted"
-
-    await eventually(resting, message="both legs accepted")
+    decision, stop_id, target_id = await protected_buy(desk, ENTRY, STOP, TARGET, symbol=SYMBOL)
+    await legs_reach(desk, stop_id, target_id, "accepted", "accepted")
     return decision, stop_id, target_id
 
 
@@ -215,22 +201,8 @@ async def test_a_refused_take_profit_is_watched_beside_the_stop_oanda_holds(
 ) -> None:
     async with oanda_desk(gateway, database, tmp_path) as (desk, fake):
         fake.refuse_next("TAKE_PROFIT", "TAKE_PROFIT_ON_FILL_LOSS")
-        decision = await desk.decide(
-            "BUY",
-            read_rows()[10]["time"],
-            symbol=SYMBOL,
-            entry=ENTRY,
-            stop_loss=str(STOP),
-            take_profit=str(TARGET),
-        )
-        stop_id = client_order_id(decision, OrderLeg.STOP_LOSS)
-        target_id = client_order_id(decision, OrderLeg.TAKE_PROFIT)
-
-        async def one_held_one_refused() -> bool:
-            found = await statuses(desk)
-            return (found.get(stop_id), found.get(target_id)) == ("accepted", "rejected")
-
-        await eventually(one_held_one_refused, message="the stop held, the target refused")
+        _, stop_id, target_id = await protected_buy(desk, ENTRY, STOP, TARGET, symbol=SYMBOL)
+        await legs_reach(desk, stop_id, target_id, "accepted", "rejected")
         assert leg_order(fake, stop_id).state == "PENDING"
 
         # Through the target: no order of OANDA's rests there, so the service sells,
