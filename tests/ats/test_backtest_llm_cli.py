@@ -174,6 +174,7 @@ async def test_ats_backtest_llm_lookahead_replays_its_cuts_and_exits_0(
     assert code == 0, stderr
     asked = len(llm.requests)
     assert asked > 0
+    assert "look-ahead check of llm:eth-team on ETH/BTC 5m: 300 candles" in stdout
     assert "clean: no decision at or before a cut changed" in stdout
     assert f"llm: the whole run made {asked:,} calls" in stdout
     assert "the truncated runs replayed its answers and asked no model" in stdout

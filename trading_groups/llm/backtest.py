@@ -937,7 +937,9 @@ def llm_lookahead(
             PromptMiss(cut.cut, times.get(discussion) if discussion else None, member)
             for discussion, member in run.ledger.misses
         )
-    return LLMLookahead(report, whole.report, tuple(misses))
+    # Named as its backtests are (`llm:<group>`), not after the adapter's class.
+    named = replace(report, strategy=f"llm:{whole.report.group}")
+    return LLMLookahead(named, whole.report, tuple(misses))
 
 
 def run_llm_lookahead(
