@@ -827,7 +827,28 @@ def run_llm_backtest(
         ValueError: a member cannot be resolved (see `build_run`).
         BacktestInputError: a candle file cannot be read.
     """
-    run = build_run(
+    run = _request_run(request, config, name, settings, budget_cost, budget_tokens, cache, environ)
+    with run:
+        result = run.run(
+            candles if candles is not None else request.load(),
+            _account(request, config),
+            progress=progress,
+        )
+    return result, run.report
+
+
+def _request_run(
+    request: BacktestRequest,
+    config: LLMGroupConfig,
+    name: str,
+    settings: LLMSettings,
+    budget_cost: Decimal | None,
+    budget_tokens: int | None,
+    cache: AnswerCache | None,
+    environ: Mapping[str, str] | None,
+) -> LLMBacktest:
+    """`build_run` with `request`'s strategy (and params) raising the signals."""
+    return build_run(
         config,
         name=name,
         settings=settings,
@@ -839,14 +860,12 @@ def run_llm_backtest(
         cache=cache,
         environ=environ,
     )
-    with run:
-        result = run.run(
-            candles if candles is not None else request.load(),
-            # The group's own limits, merged with the account's, as execution does live.
-            replace(request.to_config(), group_risk=config.risk),
-            progress=progress,
-        )
-    return result, run.report
+
+
+def _account(request: BacktestRequest, config: LLMGroupConfig) -> BacktestConfig:
+    """`request`'s money and rules with the group's own risk limits, merged with the
+    account's, as execution does live."""
+    return replace(request.to_config(), group_risk=config.risk)
 
 
 # ----------------------------------------------------------------------- look-ahead
@@ -971,24 +990,13 @@ def run_llm_lookahead(
         ((_, candles),) = loaded.items()
 
     def build(budget: RunBudget | None, store: AnswerCache) -> LLMBacktest:
-        return build_run(
-            config,
-            name=name,
-            settings=settings,
-            trigger=request.build_strategy,
-            trigger_name=request.strategy,
-            trigger_params=request.params,
-            budget_cost=budget.daily_cost if budget is not None else budget_cost,
-            budget_tokens=budget.daily_tokens if budget is not None else budget_tokens,
-            cache=store,
-            environ=environ,
+        cost, tokens = (
+            (budget.daily_cost, budget.daily_tokens)
+            if budget is not None
+            else (budget_cost, budget_tokens)
         )
+        return _request_run(request, config, name, settings, cost, tokens, store, environ)
 
     return llm_lookahead(
-        build,
-        candles,
-        replace(request.to_config(), group_risk=config.risk),
-        cache=cache,
-        cuts=cuts,
-        progress=progress,
+        build, candles, _account(request, config), cache=cache, cuts=cuts, progress=progress
     )
