@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -169,13 +170,22 @@ async def close_desk(desk: Desk, engine: Any) -> None:
     await engine.dispose()
 
 
-@pytest.fixture
-async def desk(gateway: Gateway, database: Database, tmp_path: Path) -> AsyncIterator[Desk]:
-    d, handles = await open_desk(gateway, database, tmp_path / "exe", account_config=paper_config())
+@asynccontextmanager
+async def opened_desk(
+    gateway: Gateway, database: Database, data_dir: Path, **options: Any
+) -> AsyncIterator[Desk]:
+    """`open_desk(...)` for the block, closed after it whatever happens."""
+    d, handles = await open_desk(gateway, database, data_dir, **options)
     try:
         yield d
     finally:
         await close_desk(d, handles)
+
+
+@pytest.fixture
+async def desk(gateway: Gateway, database: Database, tmp_path: Path) -> AsyncIterator[Desk]:
+    async with opened_desk(gateway, database, tmp_path / "exe", account_config=paper_config()) as d:
+        yield d
 
 
 STEP = timedelta(minutes=5)

@@ -27,7 +27,7 @@ from shared.db.models import FillRow, IncidentRow, OrderRow, PositionRow
 from shared.kernel.orders import OrderLeg, client_order_id
 from shared.sdk import GatewayClient
 from tests.conftest import Database, Gateway, Spawn, eventually
-from tests.execution.conftest import Desk, close_desk, open_desk, read_rows
+from tests.execution.conftest import Desk, opened_desk, read_rows
 from tests.fakes.binance import FakeBinance
 
 API_KEY = "ats-oco-binance-key-7Hq2mVx9LpR4"
@@ -56,21 +56,20 @@ async def binance_desk(
     commission: Literal["quote", "received"] = "quote",
     **config: Any,
 ) -> AsyncIterator[tuple[Desk, FakeBinance]]:
-    async with FakeBinance(
-        api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}, commission=commission
-    ) as binance:
-        desk, engine = await open_desk(
+    async with (
+        FakeBinance(
+            api_key=API_KEY, secret=SECRET, balances={"BTC": Decimal(1)}, commission=commission
+        ) as binance,
+        opened_desk(
             gateway,
             database,
             tmp_path / "exe",
             exchange="binance",
             account_config=account_config(binance.url, **config),
             credentials={"api_key": API_KEY, "secret": SECRET},
-        )
-        try:
-            yield desk, binance
-        finally:
-            await close_desk(desk, engine)
+        ) as desk,
+    ):
+        yield desk, binance
 
 
 def events(desk: Desk, leg: str, status: str) -> list[Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from shared.db.models import FillRow, IncidentRow, PositionRow
 from shared.kernel.orders import OrderLeg, client_order_id
 from tests.conftest import Database, Gateway, eventually
-from tests.execution.conftest import Desk, close_desk, open_desk, read_rows
+from tests.execution.conftest import Desk, opened_desk, read_rows
 from tests.execution.test_native_exits import events, legs_reach, protected_buy, rows, statuses
 from tests.fakes.oanda import FakeOanda, Order
 
@@ -46,18 +46,15 @@ async def oanda_desk(
 ) -> AsyncIterator[tuple[Desk, FakeOanda]]:
     async with FakeOanda() as fake:
         fake.set_price(INSTRUMENT, MID)
-        desk, engine = await open_desk(
+        async with opened_desk(
             gateway,
             database,
             tmp_path / "exe",
             exchange="oanda",
             account_config=account_config(fake),
             credentials={"api_token": fake.token},
-        )
-        try:
+        ) as desk:
             yield desk, fake
-        finally:
-            await close_desk(desk, engine)
 
 
 def leg_order(fake: FakeOanda, cid: str) -> Order:
