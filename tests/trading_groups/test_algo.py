@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,15 +36,7 @@ async def test_algo_group_takes_the_sma_cross_decisions_with_causation(
     )
     await watcher.close()  # only to prove the token works; the group process uses it now
 
-    group = spawn(
-        [
-            "group", "algo", "--gateway-url", gateway.ws_url,
-            "--strategy", "sma_cross", "--params", json.dumps({"fast": 10, "slow": 30}),
-            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
-        ],
-        {"ATS_TRADING_GROUP_TOKEN": group_token},
-        tmp_path / "group.log",
-    )  # fmt: skip
+    group = _spawn_sma_group(spawn, gateway, group_token, tmp_path / "group.log")
     trigger = spawn(
         [
             "trigger", "ma_cross", "--gateway-url", gateway.ws_url,
@@ -257,15 +250,7 @@ async def test_algo_group_started_while_holding_sells_what_execution_holds(
         )
         await db.commit()
     execution = await RawClient.connect(gateway.ws_url, param="execution_token", token=exec_token)
-    group = spawn(
-        [
-            "group", "algo", "--gateway-url", gateway.ws_url,
-            "--strategy", "sma_cross", "--params", json.dumps({"fast": 10, "slow": 30}),
-            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
-        ],
-        {"ATS_TRADING_GROUP_TOKEN": group_token},
-        tmp_path / "group.log",
-    )  # fmt: skip
+    group = _spawn_sma_group(spawn, gateway, group_token, tmp_path / "group.log")
     feed = Path("data/ETH-BTC_5m.csv")
     await _run_trigger(spawn, gateway, trig_token, feed, 10, 30, tmp_path / "trigger.log")
     want, _ = _long_only(_crossings(10, 30), holding=True)
@@ -295,6 +280,21 @@ def _sma_rules(fast: int, slow: int) -> list[dict[str, object]]:
             "then": "SELL",
         },
     ]
+
+
+def _spawn_sma_group(
+    spawn: Spawn, gateway: Gateway, token: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """`ats group algo` trading the SMA(10)/SMA(30) cross on the shipped ETH/BTC feed."""
+    return spawn(
+        [
+            "group", "algo", "--gateway-url", gateway.ws_url,
+            "--strategy", "sma_cross", "--params", json.dumps({"fast": 10, "slow": 30}),
+            "--feed", "ETH/BTC=csv:data/ETH-BTC_5m.csv",
+        ],
+        {"ATS_TRADING_GROUP_TOKEN": token},
+        log,
+    )  # fmt: skip
 
 
 async def _run_trigger(
